@@ -1,0 +1,62 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import secureSession from '@fastify/secure-session';
+import { hkdfSync } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { GatewayDeps } from './http/gateway-deps.js';
+import { authRoutes } from './http/auth-routes.js';
+import { opsRoutes } from './http/ops-routes.js';
+import { Problems, installProblemHandlers, sendProblem } from './http/problems.js';
+import { proxyRoutes } from './http/proxy-routes.js';
+import { isPlainPath } from './http/request-path.js';
+
+/** Header, URL and body limits: oversized input is refused before any token work. */
+export const LIMITS = { maxHeaderSize: 16 * 1024, maxUrlLength: 8 * 1024, bodyLimit: 10 * 1024 * 1024 };
+
+function sessionKeys(secrets: readonly string[]): Buffer[] {
+  return secrets.map((s) => Buffer.from(hkdfSync('sha256', Buffer.from(s), Buffer.from('bff-gateway'), Buffer.from('session-cookie'), 32)));
+}
+
+/** Builds the gateway's Fastify app. It never listens: server.ts does, tests inject or listen on port 0. */
+export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<FastifyInstance> {
+  const { config } = deps;
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    trustProxy: config.trustProxy,
+    bodyLimit: LIMITS.bodyLimit,
+    maxParamLength: 1000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    requestIdHeader: false,
+    genReqId: () => crypto.randomUUID(),
+    routerOptions: { maxParamLength: 1000 },
+  });
+  installProblemHandlers(app);
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.url.length > LIMITS.maxUrlLength) return sendProblem(reply, Object.assign(new Error('URI too long'), { statusCode: 414 }) as never);
+    if (!isPlainPath(request.url)) return sendProblem(reply, new Problems.BadPath());
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.config.bffRoute?.name ?? (request.routeOptions.url?.startsWith('/auth/') ? 'auth' : 'gateway');
+    const status = String(reply.statusCode);
+    const seconds = reply.elapsedTime / 1000;
+    deps.metrics.requests.inc({ route, status });
+    deps.metrics.duration.observe({ route, status }, seconds);
+    const q = request.url.indexOf('?');
+    // One line per request; the query string is left out (it carries codes and state).
+    request.log.info({ method: request.method, path: q === -1 ? request.url : request.url.slice(0, q), route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+
+  await app.register(secureSession, {
+    key: sessionKeys(config.session.secrets),
+    cookieName: config.session.cookieName,
+    expiry: Math.ceil(config.session.absoluteMs / 1000),
+    cookie: { path: '/', httpOnly: true, secure: config.secure, sameSite: 'lax', maxAge: Math.ceil(config.session.absoluteMs / 1000) },
+  });
+
+  await app.register(async (scope) => authRoutes(scope, deps));
+  await app.register(async (scope) => opsRoutes(scope, deps, { metrics: config.metricsPort === undefined }));
+  await app.register(async (scope) => proxyRoutes(scope, deps));
+  return app;
+}

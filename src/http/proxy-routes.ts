@@ -1,0 +1,121 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import httpProxy from '@fastify/http-proxy';
+import type { CompiledRoute } from '../config/resolve.js';
+import type { TokenOutcome } from '../tokens/outcome.js';
+import type { GatewayDeps } from './gateway-deps.js';
+import { upstreamRequestHeaders } from './headers.js';
+import { asProblem, loginUrlFor } from './auth-routes.js';
+import { Problems, withExtras } from './problems.js';
+import { isCrossSite, lookupSession } from './session-context.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The bearer token chosen in preHandler for this request's upstream call. */
+    bffToken: string | null;
+    bffUpstreamStart: number;
+  }
+  interface FastifyContextConfig {
+    bffRoute?: CompiledRoute;
+  }
+}
+
+/** Chooses the route's token; throws the problem the SPA sees when there is none. */
+async function routeToken(request: FastifyRequest, route: CompiledRoute, deps: GatewayDeps): Promise<string | null> {
+  if (route.auth === 'none') return null;
+  let outcome: TokenOutcome;
+  if (route.auth === 'client') {
+    outcome = await deps.tokens.forApp(route);
+  } else {
+    const found = await lookupSession(request, deps.sessions).catch((err) => {
+      throw asProblem(err);
+    });
+    if (found.kind === 'active') {
+      outcome = await deps.tokens.forUser({ key: found.record.accountKey, iss: found.record.iss, sub: found.record.sub }, route);
+    } else if (route.auth === 'user-or-client') {
+      outcome = await deps.tokens.forApp(route);
+    } else {
+      if (found.kind === 'expired' && found.accountKey) await deps.tokens.removeAccount(found.accountKey).catch(() => undefined);
+      deps.metrics.tokens.inc({ route: route.name, outcome: 'no_session' });
+      throw withExtras(new Problems.SessionExpired(), { loginUrl: loginUrlFor(route.scopes, deps.config.identity.scopes) });
+    }
+  }
+  switch (outcome.kind) {
+    case 'bearer':
+      deps.metrics.tokens.inc({ route: route.name, outcome: outcome.source });
+      return outcome.token;
+    case 'none':
+      deps.metrics.tokens.inc({ route: route.name, outcome: 'none' });
+      throw withExtras(new Problems.SessionExpired(), { loginUrl: loginUrlFor(route.scopes, deps.config.identity.scopes) });
+    case 'error':
+      deps.metrics.tokens.inc({ route: route.name, outcome: outcome.code });
+      switch (outcome.code) {
+        case 'consent_required':
+          // Ask for the route's scopes even when sign-in asks for them too: the grant lacks them.
+          return Promise.reject(withExtras(new Problems.ConsentRequired(), { loginUrl: `/auth/login?scopes=${encodeURIComponent(route.scopes.join(' '))}`, scopes: route.scopes }));
+        case 'provider_unavailable':
+          throw withExtras(new Problems.ProviderUnavailable(), { retryAfterSec: outcome.retryAfterSec });
+        case 'token_store_unavailable':
+          throw withExtras(new Problems.TokenStoreUnavailable(), { retryAfterSec: outcome.retryAfterSec });
+        case 'provider_error':
+          throw new Problems.ProviderError();
+      }
+  }
+}
+
+export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Promise<void> {
+  const { config } = deps;
+  const publicOrigin = new URL(config.publicUrl).origin;
+  const cookieNames = [config.session.cookieName];
+  app.decorateRequest('bffToken', null);
+  app.decorateRequest('bffUpstreamStart', 0);
+
+  for (const route of config.routes) {
+    const preHandler = async (request: FastifyRequest) => {
+      if (route.methods && !route.methods.has(request.method)) throw new Problems.MethodNotAllowed();
+      if (route.auth !== 'none') {
+        if (isCrossSite(request, publicOrigin)) throw new Problems.CrossSite();
+        if (route.csrfHeader && request.headers[route.csrfHeader] !== '1') throw new Problems.CsrfRequired(route.csrfHeader);
+      }
+      request.bffToken = await routeToken(request, route, deps);
+      request.bffUpstreamStart = performance.now();
+    };
+    const rewriteRequestHeaders = (request: FastifyRequest, headers: Record<string, string | string[] | undefined>) =>
+      upstreamRequestHeaders(headers, {
+        token: request.bffToken ?? undefined,
+        cookieNames,
+        clientIp: request.ip,
+        proto: request.protocol,
+        host: request.host,
+        trustProxy: config.trustProxy,
+      });
+
+    await app.register(httpProxy, {
+      upstream: route.upstream,
+      prefix: route.prefix === '/' ? '' : route.prefix,
+      rewritePrefix: route.rewritePrefix === '/' ? '' : route.rewritePrefix,
+      config: { bffRoute: route },
+      preHandler,
+      websocket: route.websocket,
+      wsClientOptions: {
+        rewriteRequestHeaders: (headers: Record<string, string>, request: FastifyRequest) =>
+          upstreamRequestHeaders(headers, { token: request.bffToken ?? undefined, cookieNames, clientIp: request.ip, proto: request.protocol, host: request.host, trustProxy: config.trustProxy, upgrade: true }) as Record<string, string>,
+      },
+      undici: { connections: 256, pipelining: 1, keepAliveTimeout: 60_000 },
+      replyOptions: {
+        rewriteRequestHeaders,
+        timeout: route.timeoutMs,
+        // Upstream answers (503s included) pass through as they are: no silent retries.
+        retryDelay: () => null,
+        onResponse: (request: FastifyRequest, reply: FastifyReply, res: { stream: unknown }) => {
+          deps.metrics.upstream.observe({ route: route.name }, (performance.now() - request.bffUpstreamStart) / 1000);
+          return reply.send(res.stream);
+        },
+        onError: (reply: FastifyReply, { error }: { error: Error & { statusCode?: number } }) => {
+          reply.log.warn({ route: route.name, err: { message: error.message, code: (error as { code?: string }).code } }, 'upstream failed');
+          const problem = error.statusCode === 504 ? new Problems.UpstreamTimeout() : new Problems.UpstreamUnavailable();
+          return reply.send(problem);
+        },
+      },
+    } as never);
+  }
+}

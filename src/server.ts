@@ -1,0 +1,158 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { DestinationStream, Logger } from 'pino';
+import { buildApp } from './app.js';
+import type { GatewayConfig } from './config/resolve.js';
+import { formatProblem, type ConfigProblem, type Locate } from './config/load.js';
+import { OidcBackend, type MetadataProblem } from './identity/oidc.js';
+import type { IdentityBackend } from './identity/types.js';
+import type { GatewayDeps } from './http/gateway-deps.js';
+import { GatewayMetrics } from './http/metrics.js';
+import { createLogger } from './logger.js';
+import { LoginStateStore } from './session/login-state.js';
+import { SessionStore } from './session/sessions.js';
+import { TokenService } from './tokens/acquire.js';
+import { TokenCache } from './tokens/cache.js';
+import { LocalLock, RedisLock } from './tokens/lock.js';
+import { Sealer } from './tokens/sealed.js';
+import { openStore } from './tokens/store.js';
+
+export interface GatewayOptions {
+  /** Where logs go (tests read them back); default stdout. */
+  logStream?: DestinationStream;
+  /** Identity back end to use instead of the one the config names (Entra wiring). */
+  identity?: IdentityBackend;
+}
+
+export interface Gateway {
+  app: FastifyInstance;
+  deps: GatewayDeps;
+  logger: Logger;
+  /** Resolves when provider metadata is loaded (retried with backoff until then). */
+  discovered: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function createIdentity(config: GatewayConfig): Promise<IdentityBackend> {
+  if (config.identity.provider === 'entra') {
+    throw new Error('identity.provider entra is not implemented yet; use provider oidc with the tenant\'s v2.0 issuer');
+  }
+  return new OidcBackend(config.identity);
+}
+
+/** Wires config, store, identity, tokens, sessions and the app. Does not listen. */
+export async function createGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
+  const logger = createLogger(config.logging, opts.logStream);
+  const store = openStore(config.tokenCache.url);
+  const identity = opts.identity ?? (await createIdentity(config));
+  const metrics = new GatewayMetrics();
+  const sealer = new Sealer(config.tokenCache.keys, 'token-cache');
+  // The lease outlives the slowest provider call the lock can cover.
+  const lock = store.redis ? new RedisLock(store.redis, config.identity.timeoutMs * 2 + 5000, config.identity.timeoutMs * 3 + 5000) : new LocalLock();
+  const tokens = new TokenService(new TokenCache(store, sealer), identity, lock, config.tokenCache.refreshSkewMs, {
+    onProviderCall: (kind, seconds, ok) => metrics.provider.observe({ kind, result: ok ? 'ok' : 'error' }, seconds),
+  });
+  const sessions = new SessionStore(store, sealer, { idleMs: config.session.idleMs, absoluteMs: config.session.absoluteMs });
+  const loginStates = new LoginStateStore(store, sealer);
+  const deps: GatewayDeps = {
+    config,
+    identity,
+    store,
+    tokens,
+    sessions,
+    loginStates,
+    metrics,
+    async seenLogoutToken(jti) {
+      const key = 'jti:' + createHash('sha256').update(jti).digest('base64url');
+      if (await store.get(key)) return true;
+      await store.set(key, 1, 15 * 60_000);
+      return false;
+    },
+  };
+  const app = await buildApp(deps, logger);
+
+  let stopped = false;
+  const discovered = (async () => {
+    for (let attempt = 0, delay = 250; !stopped; attempt++, delay = Math.min(delay * 2, 30_000)) {
+      try {
+        await identity.init();
+        if (attempt > 0) logger.info('provider metadata loaded');
+        return;
+      } catch (err) {
+        logger.warn({ attempt, retryInMs: delay, reason: (err as Error).message }, 'provider discovery failed; retrying');
+        await new Promise((r) => setTimeout(r, delay).unref());
+      }
+    }
+  })();
+
+  return {
+    app,
+    deps,
+    logger,
+    discovered,
+    async close() {
+      stopped = true;
+      await app.close();
+      await identity.close?.();
+      await store.close();
+    },
+  };
+}
+
+/** Metadata checks as config problems, located at the lines they concern. */
+export function metadataProblems(identity: IdentityBackend, config: GatewayConfig, file: string, locate: Locate): ConfigProblem[] {
+  if (!(identity instanceof OidcBackend)) return [];
+  return identity.checkMetadata(config.routes.map((r) => ({ index: r.index, scopes: r.scopes }))).map((p: MetadataProblem) => ({ file, ...locate(p.path), message: p.message, severity: p.severity }));
+}
+
+/** Listens, handles signals and drains in-flight requests within the grace period. */
+export async function runServer(config: GatewayConfig, file: string, locate: Locate, warnings: ConfigProblem[]): Promise<Gateway> {
+  const gateway = await createGateway(config);
+  const { app, logger } = gateway;
+  for (const w of warnings) logger.warn(formatProblem(w));
+  // Give discovery a moment so metadata problems are reported before we listen.
+  await Promise.race([gateway.discovered, new Promise((r) => setTimeout(r, config.identity.timeoutMs).unref())]);
+  const problems = metadataProblems(gateway.deps.identity, config, file, locate);
+  for (const p of problems) (p.severity === 'error' ? logger.error : logger.warn).call(logger, formatProblem(p));
+  if (problems.some((p) => p.severity === 'error')) {
+    await gateway.close();
+    throw new Error('the provider cannot work with this configuration');
+  }
+  if (!gateway.deps.identity.ready()) logger.warn('provider not reachable yet: /readyz fails and sign-in answers 503 until it is');
+
+  await app.listen({ host: config.listen.host, port: config.listen.port });
+  if (config.metricsPort !== undefined) {
+    const { default: Fastify } = await import('fastify');
+    const metricsApp = Fastify();
+    metricsApp.get('/metrics', async (_req, reply) => reply.header('content-type', gateway.deps.metrics.registry.contentType).send(await gateway.deps.metrics.registry.metrics()));
+    await metricsApp.listen({ host: config.listen.host, port: config.metricsPort });
+    app.addHook('onClose', async () => metricsApp.close());
+  }
+
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down');
+    const force = setTimeout(() => {
+      logger.warn('grace period over: closing remaining connections');
+      app.server.closeAllConnections();
+    }, config.shutdownGraceMs);
+    force.unref();
+    gateway.close().then(
+      () => {
+        clearTimeout(force);
+        logger.info('stopped');
+        logger.flush?.();
+        process.exit(0);
+      },
+      (err) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  return gateway;
+}

@@ -1,0 +1,162 @@
+import type { CompiledRoute } from '../config/resolve.js';
+import { IdentityError, type AccountRef, type IdentityBackend, type TokenGrant } from '../identity/types.js';
+import type { AccountEntry, TokenCache } from './cache.js';
+import type { KeyedLock } from './lock.js';
+import { bearer, type TokenOutcome, type TokenSource } from './outcome.js';
+import { StoreUnavailableError } from './store.js';
+
+export interface AcquisitionEvents {
+  /** Called once per acquisition with how it ended (for metrics). */
+  onOutcome?(route: CompiledRoute, outcome: TokenOutcome): void;
+  onProviderCall?(kind: 'refresh' | 'client_credentials', seconds: number, ok: boolean): void;
+}
+
+type RouteToken = Pick<CompiledRoute, 'scopes' | 'resource' | 'tokenKey'>;
+
+const RETRY_AFTER_SEC = 5;
+
+/**
+ * Acquires route tokens: cache, else one refresh per (account, scopes) shared by every
+ * concurrent request, serialised per account so a rotating refresh token is never spent
+ * twice, and across replicas when the lock is Redis-backed.
+ */
+export class TokenService {
+  readonly #inflight = new Map<string, Promise<TokenOutcome>>();
+
+  constructor(
+    private readonly cache: TokenCache,
+    private readonly identity: IdentityBackend,
+    private readonly lock: KeyedLock,
+    private readonly refreshSkewMs: number,
+    private readonly events: AcquisitionEvents = {},
+  ) {}
+
+  #fresh(expiresAt: number): boolean {
+    return expiresAt - this.refreshSkewMs > Date.now();
+  }
+
+  async forUser(account: AccountRef, route: RouteToken): Promise<TokenOutcome> {
+    let entry: AccountEntry | undefined;
+    try {
+      entry = await this.cache.getAccount(account.key);
+    } catch (err) {
+      return storeError(err);
+    }
+    const cached = entry?.tokens[route.tokenKey];
+    if (cached && this.#fresh(cached.expiresAt)) return bearer(cached.accessToken, cached.expiresAt, 'cache');
+    return this.#shared(`${account.key}\n${route.tokenKey}`, () => this.lock.run(`acct:${account.key}`, () => this.#refresh(account, route)));
+  }
+
+  async #refresh(account: AccountRef, route: RouteToken): Promise<TokenOutcome> {
+    let entry: AccountEntry | undefined;
+    try {
+      // Re-read under the lock: a sibling (or another replica) may have refreshed already.
+      entry = await this.cache.getAccount(account.key);
+    } catch (err) {
+      return storeError(err);
+    }
+    const cached = entry?.tokens[route.tokenKey];
+    if (cached && this.#fresh(cached.expiresAt)) return bearer(cached.accessToken, cached.expiresAt, 'cache');
+    if (!entry?.refreshToken) return { kind: 'error', code: 'consent_required', fatal: true };
+
+    let grant: TokenGrant;
+    const started = performance.now();
+    try {
+      grant = await this.identity.refresh(account, entry.refreshToken, route.scopes, route.resource);
+      this.events.onProviderCall?.('refresh', (performance.now() - started) / 1000, true);
+    } catch (err) {
+      this.events.onProviderCall?.('refresh', (performance.now() - started) / 1000, false);
+      const outcome = identityError(err);
+      if (err instanceof IdentityError && err.kind === 'invalid_grant') {
+        // The refresh token is dead for good: forget it so later requests do not retry it.
+        delete entry.refreshToken;
+        await this.cache.setAccount(account.key, entry).catch(() => undefined);
+      }
+      return outcome;
+    }
+    if (grant.refreshToken) entry.refreshToken = grant.refreshToken;
+    entry.tokens[route.tokenKey] = { accessToken: grant.accessToken, expiresAt: grant.expiresAt };
+    try {
+      await this.cache.setAccount(account.key, entry);
+    } catch (err) {
+      // A rotated refresh token that cannot be stored is lost; the user will have to sign in again.
+      return storeError(err);
+    }
+    return bearer(grant.accessToken, grant.expiresAt, 'refresh');
+  }
+
+  async forApp(route: RouteToken): Promise<TokenOutcome> {
+    try {
+      const cached = await this.cache.getApp(route.tokenKey);
+      if (cached && this.#fresh(cached.expiresAt)) return bearer(cached.accessToken, cached.expiresAt, 'cache');
+    } catch (err) {
+      return storeError(err);
+    }
+    return this.#shared(`app\n${route.tokenKey}`, () =>
+      this.lock.run(`app:${route.tokenKey}`, async () => {
+        try {
+          const again = await this.cache.getApp(route.tokenKey);
+          if (again && this.#fresh(again.expiresAt)) return bearer(again.accessToken, again.expiresAt, 'cache');
+        } catch (err) {
+          return storeError(err);
+        }
+        const started = performance.now();
+        let grant: TokenGrant;
+        try {
+          grant = await this.identity.clientCredentials(route.scopes, route.resource);
+          this.events.onProviderCall?.('client_credentials', (performance.now() - started) / 1000, true);
+        } catch (err) {
+          this.events.onProviderCall?.('client_credentials', (performance.now() - started) / 1000, false);
+          return identityError(err);
+        }
+        await this.cache.setApp(route.tokenKey, { accessToken: grant.accessToken, expiresAt: grant.expiresAt }).catch(() => undefined);
+        return bearer(grant.accessToken, grant.expiresAt, 'client_credentials' satisfies TokenSource);
+      }),
+    );
+  }
+
+  /** Stores what a sign-in redeemed: the new refresh token replaces the old, cached tokens stay. */
+  async storeSignIn(account: AccountRef, refreshToken: string | undefined, keepUntil: number): Promise<void> {
+    await this.lock.run(`acct:${account.key}`, async () => {
+      const entry = (await this.cache.getAccount(account.key)) ?? { tokens: {}, expiresAt: keepUntil };
+      if (refreshToken) entry.refreshToken = refreshToken;
+      entry.expiresAt = Math.max(entry.expiresAt, keepUntil);
+      await this.cache.setAccount(account.key, entry);
+    });
+  }
+
+  async refreshTokenOf(accountKey: string): Promise<string | undefined> {
+    return (await this.cache.getAccount(accountKey))?.refreshToken;
+  }
+
+  async removeAccount(accountKey: string): Promise<void> {
+    await this.cache.deleteAccount(accountKey);
+  }
+
+  #shared(key: string, work: () => Promise<TokenOutcome>): Promise<TokenOutcome> {
+    let p = this.#inflight.get(key);
+    if (!p) {
+      p = work().catch(storeError).finally(() => this.#inflight.delete(key));
+      this.#inflight.set(key, p);
+    }
+    return p;
+  }
+}
+
+function storeError(err: unknown): TokenOutcome {
+  if (err instanceof StoreUnavailableError) return { kind: 'error', code: 'token_store_unavailable', fatal: false, retryAfterSec: RETRY_AFTER_SEC };
+  throw err;
+}
+
+function identityError(err: unknown): TokenOutcome {
+  if (!(err instanceof IdentityError)) throw err;
+  switch (err.kind) {
+    case 'invalid_grant':
+    case 'interaction_required':
+      return { kind: 'error', code: 'consent_required', fatal: true };
+    case 'unavailable':
+      return { kind: 'error', code: 'provider_unavailable', fatal: false, retryAfterSec: RETRY_AFTER_SEC };
+    default:
+      return { kind: 'error', code: 'provider_error', fatal: false };
+  }
+}

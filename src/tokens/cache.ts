@@ -1,0 +1,64 @@
+import type { Sealer } from './sealed.js';
+import type { Store } from './store.js';
+
+export interface CachedToken {
+  accessToken: string;
+  /** Epoch milliseconds. */
+  expiresAt: number;
+}
+
+/** Everything the gateway holds for one account, sealed as one entry. */
+export interface AccountEntry {
+  refreshToken?: string;
+  /** Access tokens by route token key (scopes + resource). */
+  tokens: Record<string, CachedToken>;
+  /** Epoch milliseconds when the entry may be forgotten. */
+  expiresAt: number;
+}
+
+const ACCOUNT = 'acct:';
+const APP = 'app:';
+
+/** The per-account token cache: sealed entries in the store, a miss for anything unreadable. */
+export class TokenCache {
+  constructor(
+    private readonly store: Store,
+    private readonly sealer: Sealer,
+  ) {}
+
+  async getAccount(accountKey: string): Promise<AccountEntry | undefined> {
+    return this.#read<AccountEntry>(ACCOUNT + accountKey);
+  }
+
+  async setAccount(accountKey: string, entry: AccountEntry): Promise<void> {
+    const now = Date.now();
+    for (const [k, t] of Object.entries(entry.tokens)) if (t.expiresAt <= now) delete entry.tokens[k];
+    await this.#write(ACCOUNT + accountKey, entry, Math.max(1000, entry.expiresAt - now));
+  }
+
+  async deleteAccount(accountKey: string): Promise<void> {
+    await this.store.delete(ACCOUNT + accountKey);
+  }
+
+  async getApp(tokenKey: string): Promise<CachedToken | undefined> {
+    return this.#read<CachedToken>(APP + tokenKey);
+  }
+
+  async setApp(tokenKey: string, token: CachedToken): Promise<void> {
+    await this.#write(APP + tokenKey, token, Math.max(1000, token.expiresAt - Date.now()));
+  }
+
+  async #read<T>(key: string): Promise<T | undefined> {
+    const text = this.sealer.open(await this.store.get<string>(key), key);
+    if (text === undefined) return undefined;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #write(key: string, value: unknown, ttlMs: number): Promise<void> {
+    await this.store.set(key, this.sealer.seal(JSON.stringify(value), key), ttlMs);
+  }
+}

@@ -1,0 +1,81 @@
+import Keyv, { type KeyvStoreAdapter } from 'keyv';
+import KeyvRedis from '@keyv/redis';
+
+/** A typed failure of the store, so callers fail closed instead of reading "no token". */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError';
+}
+
+export const STORE_TIMEOUT_MS = 1500;
+
+/**
+ * The one Keyv of the process. Account tokens, app tokens, sessions and login state live
+ * in it under their own key prefixes (one Redis connection, not one per namespace).
+ */
+export interface Store {
+  kv: Keyv;
+  /** The Redis adapter when the store is Redis (locks, pub/sub), else undefined. */
+  redis?: KeyvRedis<unknown>;
+  get<T>(key: string): Promise<T | undefined>;
+  set(key: string, value: unknown, ttlMs?: number): Promise<void>;
+  delete(key: string): Promise<boolean>;
+  ping(timeoutMs: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export function openStore(url: string): Store {
+  let kv: Keyv;
+  let redis: KeyvRedis<unknown> | undefined;
+  if (url.startsWith('memory://')) {
+    kv = new Keyv({ throwOnErrors: true, useKeyPrefix: false });
+  } else {
+    redis = new KeyvRedis(
+      {
+        url,
+        // Fail commands at once while disconnected rather than queueing them forever.
+        disableOfflineQueue: true,
+        socket: { connectTimeout: 2000, reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2000) },
+      },
+      { throwOnConnectError: false, throwOnErrors: true, connectionTimeout: 2000 },
+    );
+    // @redis/client reconnects by itself; an unheard 'error' event would end the process.
+    redis.on('error', () => undefined);
+    kv = new Keyv({ store: redis as unknown as KeyvStoreAdapter, throwOnErrors: true, useKeyPrefix: false });
+    kv.on('error', () => undefined);
+  }
+  const guard = <T>(p: Promise<T>): Promise<T> =>
+    withTimeout(p, STORE_TIMEOUT_MS).catch((err: unknown) => {
+      throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError('token store unavailable', { cause: err });
+    });
+  return {
+    kv,
+    redis,
+    get: <T>(key: string) => guard(kv.get(key) as Promise<T | undefined>),
+    set: async (key, value, ttlMs) => {
+      await guard(kv.set(key, value, ttlMs));
+    },
+    delete: (key) => guard(kv.delete(key)),
+    async ping(timeoutMs) {
+      if (!redis) return true;
+      try {
+        const client = (await withTimeout(redis.getClient(), timeoutMs)) as unknown as { ping(): Promise<string> };
+        return (await withTimeout(client.ping(), timeoutMs)) === 'PONG';
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await kv.disconnect().catch(() => undefined);
+    },
+  };
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new StoreUnavailableError(`store did not answer in ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
