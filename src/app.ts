@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import secureSession from '@fastify/secure-session';
 import { hkdfSync } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -21,10 +21,10 @@ export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<Fasti
   const { config } = deps;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // The onResponse hook below writes the one line per request.
+    logController: new LogController({ disableRequestLogging: true }),
     trustProxy: config.trustProxy,
     bodyLimit: LIMITS.bodyLimit,
-    maxParamLength: 1000,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     requestIdHeader: false,
