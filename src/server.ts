@@ -44,6 +44,7 @@ export async function createIdentity(config: GatewayConfig): Promise<IdentityBac
 export async function createGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
   const logger = createLogger(config.logging, opts.logStream);
   const store = openStore(config.tokenCache.url);
+  if (!(await store.connect(3000))) logger.warn('token store not reachable yet: requests that need it answer 503 until it is');
   const identity = opts.identity ?? (await createIdentity(config));
   const metrics = new GatewayMetrics();
   const sealer = new Sealer(config.tokenCache.keys, 'token-cache');

@@ -20,6 +20,8 @@ export interface Store {
   set(key: string, value: unknown, ttlMs?: number): Promise<void>;
   delete(key: string): Promise<boolean>;
   ping(timeoutMs: number): Promise<boolean>;
+  /** Connects now rather than at the first request (commands fail fast while disconnected). */
+  connect(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -55,6 +57,13 @@ export function openStore(url: string): Store {
       await guard(kv.set(key, value, ttlMs));
     },
     delete: (key) => guard(kv.delete(key)),
+    async connect(timeoutMs) {
+      if (!redis) return true;
+      return withTimeout(redis.getClient(), timeoutMs).then(
+        () => true,
+        () => false,
+      );
+    },
     async ping(timeoutMs) {
       if (!redis) return true;
       try {

@@ -59,12 +59,18 @@ export interface StackOptions {
   /** Reuse a provider (several gateways against one provider). */
   sharedProvider?: DevProvider;
   gatewayPort?: number;
+  /** The origin the browser sees (a load balancer in front of several replicas). */
+  publicUrl?: string;
+  /** Key lists (rotation): the first signs/encrypts, all decrypt. */
+  sessionSecrets?: string[];
+  cacheKeys?: string[];
 }
 
 /** A real provider, two real APIs and a gateway configured through routes.yaml text. */
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const port = opts.gatewayPort ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
+  const publicUrl = opts.publicUrl ?? url;
   const provider =
     opts.sharedProvider ??
     (await startDevProvider({
@@ -72,10 +78,10 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         {
           client_id: CLIENT_ID,
           client_secret: CLIENT_SECRET,
-          redirect_uris: [`${url}/auth/callback`],
-          post_logout_redirect_uris: [`${url}/`],
+          redirect_uris: [`${publicUrl}/auth/callback`],
+          post_logout_redirect_uris: [`${publicUrl}/`],
           token_endpoint_auth_method: 'client_secret_basic',
-          backchannel_logout_uri: `${url}/auth/backchannel-logout`,
+          backchannel_logout_uri: `${publicUrl}/auth/backchannel-logout`,
         },
       ],
       resources: { [API_RESOURCE]: { scopes: ['api.read', 'api.write'] }, [OTHER_RESOURCE]: { scopes: ['other.read'] } },
@@ -87,7 +93,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const otherApi = await startSampleApi({ issuer: provider.issuer, audience: OTHER_RESOURCE });
   const signIn = opts.signInScopes ?? ['openid', 'profile', 'email', 'offline_access', 'api.read'];
   const yaml = `listen: { host: 127.0.0.1, port: ${port} }
-publicUrl: ${url}
+publicUrl: ${publicUrl}
 identity:
   provider: oidc
   issuer: ${provider.issuer}
@@ -96,11 +102,11 @@ identity:
   clientSecret: \${CLIENT_SECRET}
   scopes: [${signIn.join(', ')}]
 session:
-  secret: \${SESSION_SECRET}
+  secret: ${opts.sessionSecrets ? JSON.stringify(opts.sessionSecrets) : '${SESSION_SECRET}'}
 ${opts.session ?? ''}
 tokenCache:
   url: \${CACHE_URL:-memory://}
-  encryptionKey: \${CACHE_KEY}
+  encryptionKey: ${opts.cacheKeys ? JSON.stringify(opts.cacheKeys) : '${CACHE_KEY}'}
 ${opts.tokenCache ?? ''}
 routes:
   - name: api
