@@ -74,7 +74,13 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
       if (route.methods && !route.methods.has(request.method)) throw new Problems.MethodNotAllowed();
       if (route.auth !== 'none') {
         if (isCrossSite(request, publicOrigin)) throw new Problems.CrossSite();
-        if (route.csrfHeader && request.headers[route.csrfHeader] !== '1') throw new Problems.CsrfRequired(route.csrfHeader);
+        if (request.headers.upgrade?.toLowerCase() === 'websocket') {
+          // Browsers cannot add headers to a WebSocket handshake but always send Origin:
+          // requiring our own origin is the CSRF defence (cross-site WebSocket hijacking).
+          if (request.headers.origin !== publicOrigin) throw new Problems.CrossSite();
+        } else if (route.csrfHeader && request.headers[route.csrfHeader] !== '1') {
+          throw new Problems.CsrfRequired(route.csrfHeader);
+        }
       }
       request.bffToken = await routeToken(request, route, deps);
       request.bffUpstreamStart = performance.now();

@@ -64,6 +64,8 @@ export interface StackOptions {
   /** Key lists (rotation): the first signs/encrypts, all decrypt. */
   sessionSecrets?: string[];
   cacheKeys?: string[];
+  /** Runs once the provider is up, before the config is parsed; returns extra env values. */
+  beforeGateway?: (issuer: string) => Promise<Record<string, string>>;
 }
 
 /** A real provider, two real APIs and a gateway configured through routes.yaml text. */
@@ -140,11 +142,14 @@ ${opts.extraRoutes ?? ''}
     upstream: ${api.url}
     auth: none
 `;
+  const extraEnv = opts.beforeGateway ? await opts.beforeGateway(provider.issuer) : {};
   const env = {
+    ...extraEnv,
     CLIENT_SECRET,
     SESSION_SECRET: 'session-secret-for-tests-0123456789abcdef',
     CACHE_KEY: 'cache-key-for-tests-0123456789abcdef-xyz',
     ...opts.env,
+    ...extraEnv,
   };
   const parsed = parseRoutesFile(yaml, 'routes.yaml', env);
   if (!parsed.ok) throw new Error(parsed.problems.map(formatProblem).join('\n'));
