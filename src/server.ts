@@ -112,7 +112,10 @@ export async function runServer(config: GatewayConfig, file: string, locate: Loc
   const { app, logger } = gateway;
   for (const w of warnings) logger.warn(formatProblem(w));
   // Give discovery a moment so metadata problems are reported before we listen.
-  await Promise.race([gateway.discovered, new Promise((r) => setTimeout(r, config.identity.timeoutMs).unref())]);
+  // Not unref'd: until the server listens, this timer is what keeps the process alive.
+  let wait: NodeJS.Timeout | undefined;
+  await Promise.race([gateway.discovered, new Promise((r) => (wait = setTimeout(r, config.identity.timeoutMs)))]);
+  clearTimeout(wait);
   const problems = metadataProblems(gateway.deps.identity, config, file, locate);
   for (const p of problems) (p.severity === 'error' ? logger.error : logger.warn).call(logger, formatProblem(p));
   if (problems.some((p) => p.severity === 'error')) {

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Sealer } from '../tokens/sealed.js';
 import type { Store } from '../tokens/store.js';
+import { L1_TTL_MS, ShortCache } from '../tokens/short-cache.js';
 
 /** The server-side record behind a session cookie: ending it makes the cookie worthless. */
 export interface SessionRecord {
@@ -51,6 +52,8 @@ function storageKey(sessionId: string): string {
 }
 
 export class SessionStore {
+  readonly #l1 = new ShortCache<SessionRecord>(L1_TTL_MS);
+
   constructor(
     private readonly store: Store,
     private readonly sealer: Sealer,
@@ -73,12 +76,16 @@ export class SessionStore {
   /** The live record, or undefined when absent, unreadable or timed out (then it is removed). */
   async get(sessionId: string): Promise<{ record: SessionRecord; expired: false } | { record?: SessionRecord; expired: true } | undefined> {
     const key = storageKey(sessionId);
-    const text = this.sealer.open(await this.store.get<string>(key), key);
-    if (text === undefined) return undefined;
-    const record = JSON.parse(text) as SessionRecord;
+    let record = this.#l1.get(key);
+    if (!record) {
+      const text = this.sealer.open(await this.store.get<string>(key), key);
+      if (text === undefined) return undefined;
+      record = JSON.parse(text) as SessionRecord;
+      this.#l1.set(key, record);
+    }
     const now = Date.now();
     if (now >= this.expiresAt(record)) {
-      await this.store.delete(key);
+      await this.delete(sessionId);
       return { record, expired: true };
     }
     // Slide the idle timeout without a write on every request.
@@ -90,6 +97,7 @@ export class SessionStore {
   }
 
   async delete(sessionId: string): Promise<void> {
+    this.#l1.delete(storageKey(sessionId));
     await this.store.delete(storageKey(sessionId));
   }
 
@@ -110,6 +118,7 @@ export class SessionStore {
       const key = storageKey(id);
       const text = this.sealer.open(await this.store.get<string>(key), key);
       if (text !== undefined) ended.push(JSON.parse(text) as SessionRecord);
+      this.#l1.delete(key);
       await this.store.delete(key);
     }
     await this.store.delete(indexKey);
@@ -126,5 +135,6 @@ export class SessionStore {
   async #write(sessionId: string, rec: SessionRecord): Promise<void> {
     const key = storageKey(sessionId);
     await this.store.set(key, this.sealer.seal(JSON.stringify(rec), key), Math.max(1000, this.expiresAt(rec) - Date.now()));
+    this.#l1.set(key, rec);
   }
 }

@@ -50,8 +50,8 @@ export class TokenService {
   async #refresh(account: AccountRef, route: RouteToken): Promise<TokenOutcome> {
     let entry: AccountEntry | undefined;
     try {
-      // Re-read under the lock: a sibling (or another replica) may have refreshed already.
-      entry = await this.cache.getAccount(account.key);
+      // Re-read the store under the lock: a sibling (or another replica) may have refreshed already.
+      entry = await this.cache.getAccount(account.key, true);
     } catch (err) {
       return storeError(err);
     }
@@ -118,7 +118,7 @@ export class TokenService {
   /** Stores what a sign-in redeemed: the new refresh token replaces the old, cached tokens stay. */
   async storeSignIn(account: AccountRef, refreshToken: string | undefined, keepUntil: number): Promise<void> {
     await this.lock.run(`acct:${account.key}`, async () => {
-      const entry = (await this.cache.getAccount(account.key)) ?? { tokens: {}, expiresAt: keepUntil };
+      const entry = (await this.cache.getAccount(account.key, true)) ?? { tokens: {}, expiresAt: keepUntil };
       if (refreshToken) entry.refreshToken = refreshToken;
       entry.expiresAt = Math.max(entry.expiresAt, keepUntil);
       await this.cache.setAccount(account.key, entry);
@@ -126,7 +126,7 @@ export class TokenService {
   }
 
   async refreshTokenOf(accountKey: string): Promise<string | undefined> {
-    return (await this.cache.getAccount(accountKey))?.refreshToken;
+    return (await this.cache.getAccount(accountKey, true))?.refreshToken;
   }
 
   async removeAccount(accountKey: string): Promise<void> {

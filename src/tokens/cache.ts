@@ -1,5 +1,6 @@
 import type { Sealer } from './sealed.js';
 import type { Store } from './store.js';
+import { L1_TTL_MS, ShortCache } from './short-cache.js';
 
 export interface CachedToken {
   accessToken: string;
@@ -21,22 +22,39 @@ const APP = 'app:';
 
 /** The per-account token cache: sealed entries in the store, a miss for anything unreadable. */
 export class TokenCache {
+  readonly #l1 = new ShortCache<AccountEntry>(L1_TTL_MS);
+
   constructor(
     private readonly store: Store,
     private readonly sealer: Sealer,
   ) {}
 
-  async getAccount(accountKey: string): Promise<AccountEntry | undefined> {
-    return this.#read<AccountEntry>(ACCOUNT + accountKey);
+  /**
+   * The account's entry. `fromStore` skips the in-process copy: a refresh must start from the
+   * refresh token the store holds now, never from one another replica may have spent.
+   * Callers must not mutate what they get without writing it back.
+   */
+  async getAccount(accountKey: string, fromStore = false): Promise<AccountEntry | undefined> {
+    if (!fromStore) {
+      const hit = this.#l1.get(accountKey);
+      if (hit) return hit;
+    }
+    const entry = await this.#read<AccountEntry>(ACCOUNT + accountKey);
+    if (entry) this.#l1.set(accountKey, entry);
+    else this.#l1.delete(accountKey);
+    return entry;
   }
 
   async setAccount(accountKey: string, entry: AccountEntry): Promise<void> {
     const now = Date.now();
     for (const [k, t] of Object.entries(entry.tokens)) if (t.expiresAt <= now) delete entry.tokens[k];
+    this.#l1.delete(accountKey);
     await this.#write(ACCOUNT + accountKey, entry, Math.max(1000, entry.expiresAt - now));
+    this.#l1.set(accountKey, entry);
   }
 
   async deleteAccount(accountKey: string): Promise<void> {
+    this.#l1.delete(accountKey);
     await this.store.delete(ACCOUNT + accountKey);
   }
 

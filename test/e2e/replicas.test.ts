@@ -2,6 +2,10 @@ import t from 'tap';
 import { signIn } from '../helpers/browserless.js';
 import { DedicatedRedis, SHARED_REDIS_URL } from '../helpers/redis.js';
 import { apiCall, freePort, startStack } from '../helpers/stack.js';
+import { L1_TTL_MS } from '../../src/tokens/short-cache.js';
+
+/** Past the in-process cache's lifetime, what the store says is what every replica sees. */
+const pastL1 = () => new Promise((r) => setTimeout(r, L1_TTL_MS + 50));
 
 async function twoReplicas(t: Tap.Test, redisUrl: string) {
   const portA = await freePort();
@@ -43,6 +47,7 @@ t.test('Redis stopped mid-test: 503 and a failing /readyz, the process stays up,
   t.equal((await fetch(stack.url + '/readyz')).status, 200);
 
   await redis.stop();
+  await pastL1();
   const down = await apiCall(stack, '/api/x', gatewayCookie);
   t.equal(down.status, 503, down.text);
   t.equal(down.json?.error, 'token_store_unavailable');
@@ -59,6 +64,7 @@ t.test('Redis stopped mid-test: 503 and a failing /readyz, the process stays up,
     ready = (await fetch(stack.url + '/readyz')).status;
   }
   t.equal(ready, 200, 'ready again');
+  await pastL1();
   // The restarted Redis is empty: the session is gone, which is a 401, not a 5xx.
   t.equal((await apiCall(stack, '/api/x', gatewayCookie)).status, 401);
   const again = await signIn(stack.url);
