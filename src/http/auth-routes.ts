@@ -9,6 +9,7 @@ import { StoreUnavailableError } from '../tokens/store.js';
 import type { GatewayDeps } from './gateway-deps.js';
 import { Problems, withExtras } from './problems.js';
 import { safeReturnTo } from './return-to.js';
+import { decodeClaims } from './claims-challenge.js';
 import { isCrossSite, lookupSession } from './session-context.js';
 
 const CALLBACK = '/auth/callback';
@@ -59,6 +60,11 @@ export async function authRoutes(app: FastifyInstance, deps: GatewayDeps): Promi
     const unknown = extra.filter((s) => !config.knownScopes.has(s));
     if (unknown.length) throw new Problems.BadRequest('scopes names a scope no route uses');
     const scopes = [...new Set([...config.identity.scopes, ...extra])];
+    let claims: string | undefined;
+    if (q.claims !== undefined) {
+      claims = typeof q.claims === 'string' ? decodeClaims(q.claims) : undefined;
+      if (!claims) throw new Problems.BadRequest('claims must be the base64 JSON object of a claims challenge');
+    }
     const resources = [...new Set(scopes.flatMap((s) => resourcesByScope.get(s) ?? []))];
     const state = client.randomState();
     const nonce = client.randomNonce();
@@ -70,7 +76,7 @@ export async function authRoutes(app: FastifyInstance, deps: GatewayDeps): Promi
     }
     let url: URL;
     try {
-      url = await identity.signInUrl({ redirectUri, state, nonce, codeVerifier, scopes, resources });
+      url = await identity.signInUrl({ redirectUri, state, nonce, codeVerifier, scopes, resources, extra: claims ? { claims } : undefined });
       await loginStates.save(state, { binding, nonce, codeVerifier, returnTo, scopes });
     } catch (err) {
       throw asProblem(err);

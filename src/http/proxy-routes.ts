@@ -4,6 +4,7 @@ import type { CompiledRoute } from '../config/resolve.js';
 import type { TokenOutcome } from '../tokens/outcome.js';
 import type { GatewayDeps } from './gateway-deps.js';
 import { upstreamRequestHeaders } from './headers.js';
+import { claimsFromChallenge } from './claims-challenge.js';
 import { asProblem, loginUrlFor } from './auth-routes.js';
 import { Problems, withExtras } from './problems.js';
 import { isCrossSite, lookupSession } from './session-context.js';
@@ -102,6 +103,8 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
       config: { bffRoute: route },
       preHandler,
       websocket: route.websocket,
+      // reply-from's own info lines would make three log lines per request; app.ts writes one.
+      disableRequestLogging: true,
       wsClientOptions: {
         rewriteRequestHeaders: (headers: Record<string, string>, request: FastifyRequest) =>
           upstreamRequestHeaders(headers, { token: request.bffToken ?? undefined, cookieNames, clientIp: request.ip, proto: request.protocol, host: request.host, trustProxy: config.trustProxy, upgrade: true }) as Record<string, string>,
@@ -112,8 +115,18 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
         timeout: route.timeoutMs,
         // Upstream answers (503s included) pass through as they are: no silent retries.
         retryDelay: () => null,
-        onResponse: (request: FastifyRequest, reply: FastifyReply, res: { stream: unknown }) => {
+        onResponse: (request: FastifyRequest, reply: FastifyReply, res: { statusCode: number; headers: Record<string, string | string[] | undefined>; stream: NodeJS.ReadableStream & { destroy(): void } }) => {
           deps.metrics.upstream.observe({ route: route.name }, (performance.now() - request.bffUpstreamStart) / 1000);
+          const claims = res.statusCode === 401 && request.bffToken && route.auth !== 'client' ? claimsFromChallenge(res.headers['www-authenticate']) : undefined;
+          if (claims) {
+            // The API wants a fresh sign-in with more claims (CAE, step-up): a silent refresh
+            // cannot satisfy that, so the SPA gets a loginUrl that carries the claims.
+            res.stream.destroy();
+            for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+            deps.metrics.tokens.inc({ route: route.name, outcome: 'claims_challenge' });
+            const loginUrl = `/auth/login?scopes=${encodeURIComponent(route.scopes.join(' '))}&claims=${encodeURIComponent(claims)}`;
+            return reply.send(withExtras(new Problems.ClaimsChallenge(), { loginUrl, scopes: route.scopes }));
+          }
           return reply.send(res.stream);
         },
         onError: (reply: FastifyReply, { error }: { error: Error & { statusCode?: number } }) => {
