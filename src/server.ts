@@ -5,7 +5,7 @@ import { buildApp } from './app.js';
 import type { GatewayConfig } from './config/resolve.js';
 import { formatProblem, type ConfigProblem, type Locate } from './config/load.js';
 import { OidcBackend, type MetadataProblem } from './identity/oidc.js';
-import type { IdentityBackend } from './identity/types.js';
+import type { IdentityBackend, PartitionStore } from './identity/types.js';
 import type { GatewayDeps } from './http/gateway-deps.js';
 import { GatewayMetrics } from './http/metrics.js';
 import { createLogger } from './logger.js';
@@ -15,7 +15,7 @@ import { TokenService } from './tokens/acquire.js';
 import { TokenCache } from './tokens/cache.js';
 import { LocalLock, RedisLock } from './tokens/lock.js';
 import { Sealer } from './tokens/sealed.js';
-import { openStore } from './tokens/store.js';
+import { openStore, type Store } from './tokens/store.js';
 
 export interface GatewayOptions {
   /** Where logs go (tests read them back); default stdout. */
@@ -33,21 +33,42 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-export async function createIdentity(config: GatewayConfig): Promise<IdentityBackend> {
+/**
+ * The identity back end the config names. Entra's MSAL cache is partitioned per account into
+ * the token store, sealed like every other entry; `check` passes no store (nothing is cached).
+ */
+export async function createIdentity(config: GatewayConfig, store?: Store, sealer?: Sealer): Promise<IdentityBackend> {
   if (config.identity.provider === 'entra') {
-    throw new Error('identity.provider entra is not implemented yet; use provider oidc with the tenant\'s v2.0 issuer');
+    const { EntraBackend } = await import('./identity/entra.js');
+    const partitions: PartitionStore | undefined =
+      store && sealer
+        ? {
+            async load(key) {
+              return sealer.open(await store.get<string>(MSAL + key), MSAL + key);
+            },
+            async save(key, serialized, ttlMs) {
+              await store.set(MSAL + key, sealer.seal(serialized, MSAL + key), ttlMs);
+            },
+            async delete(key) {
+              await store.delete(MSAL + key);
+            },
+          }
+        : undefined;
+    return new EntraBackend(config.identity, partitions) as unknown as IdentityBackend;
   }
   return new OidcBackend(config.identity);
 }
+
+const MSAL = 'msal:';
 
 /** Wires config, store, identity, tokens, sessions and the app. Does not listen. */
 export async function createGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
   const logger = createLogger(config.logging, opts.logStream);
   const store = openStore(config.tokenCache.url);
   if (!(await store.connect(3000))) logger.warn('token store not reachable yet: requests that need it answer 503 until it is');
-  const identity = opts.identity ?? (await createIdentity(config));
-  const metrics = new GatewayMetrics();
   const sealer = new Sealer(config.tokenCache.keys, 'token-cache');
+  const identity = opts.identity ?? (await createIdentity(config, store, sealer));
+  const metrics = new GatewayMetrics();
   // The lease outlives the slowest provider call the lock can cover.
   const lock = store.redis ? new RedisLock(store.redis, config.identity.timeoutMs * 2 + 5000, config.identity.timeoutMs * 3 + 5000) : new LocalLock();
   const tokens = new TokenService(new TokenCache(store, sealer), identity, lock, config.tokenCache.refreshSkewMs, {

@@ -65,24 +65,55 @@ export function parseRoutesFile(text: string, file = 'routes.yaml', env: NodeJS.
   });
 
   const locate = locator(doc, lineCounter);
+  // An unset variable leaves an empty value whose schema error would only repeat it.
+  const unsetVariableAt = new Set(problems.map((p) => `${p.line}:${p.col}`));
   let data: unknown = doc.toJS() ?? {};
   data = Value.Convert(Config, Value.Default(Config, Value.Clone(data)));
+  const invalidPaths: string[][] = [];
   if (!Value.Check(Config, data)) {
-    for (const err of Value.Errors(Config, data)) {
+    const errors = [...Value.Errors(Config, data)];
+    const missing = new Set(errors.filter((e) => e.type === ValueErrorType.ObjectRequiredProperty).map((e) => e.path));
+    for (const err of errors) {
+      // A missing key also fails its type check: say it once.
+      if (missing.has(err.path) && err.type !== ValueErrorType.ObjectRequiredProperty) continue;
       const path = err.path.split('/').slice(1).map(unescapePointer);
+      invalidPaths.push(path);
       const isUnknownKey = err.type === ValueErrorType.ObjectAdditionalProperties;
       const pos = locate(path, isUnknownKey);
+      if (unsetVariableAt.has(`${pos.line}:${pos.col}`)) continue;
       problems.push({ file, ...pos, message: describeError(err.type, path, err.message, err.schema), severity: 'error' });
     }
   }
-  if (problems.some((p) => p.severity === 'error')) return { ok: false, problems: dedupe(problems) };
 
-  const config = resolveConfig(data as ConfigInput, (path, message, severity = 'error') => {
-    problems.push({ file, ...locate(path), message, severity });
-  });
+  // The cross-field checks run on a schema-invalid file too, so one run shows every problem:
+  // invalid values are dropped first, and what a schema error already covers is not repeated.
+  const overlaps = (a: ReadonlyArray<string | number>, b: ReadonlyArray<string | number>) => a.every((seg, i) => i >= b.length || String(seg) === String(b[i]));
+  const input = invalidPaths.length ? withoutPaths(data, invalidPaths) : data;
+  let config: GatewayConfig | undefined;
+  try {
+    config = resolveConfig(input as ConfigInput, (path, message, severity = 'error') => {
+      if (invalidPaths.some((p) => overlaps(p, path))) return;
+      problems.push({ file, ...locate(path), message, severity });
+    });
+  } catch (err) {
+    // Too broken for the remaining cross-field checks; the schema errors say why.
+    if (!invalidPaths.length) throw err;
+  }
   const errors = problems.filter((p) => p.severity === 'error');
-  if (errors.length) return { ok: false, problems: dedupe(problems) };
+  if (errors.length || !config) return { ok: false, problems: dedupe(problems) };
   return { ok: true, config, warnings: problems, locate };
+}
+
+/** A copy of `data` without the values at `paths`, so defaults apply where they were. */
+function withoutPaths(data: unknown, paths: string[][]): unknown {
+  const copy = Value.Clone(data) as Record<string, unknown>;
+  for (const path of paths) {
+    let node: unknown = copy;
+    for (const seg of path.slice(0, -1)) node = node && typeof node === 'object' ? (node as Record<string, unknown>)[seg] : undefined;
+    const last = path.at(-1);
+    if (last !== undefined && node && typeof node === 'object') delete (node as Record<string, unknown>)[last];
+  }
+  return copy;
 }
 
 export async function loadRoutesFile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<ParseResult> {

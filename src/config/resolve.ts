@@ -152,7 +152,8 @@ export function resolveConfig(input: ConfigInput, report: Report): GatewayConfig
   });
   const names = new Map<string, number>();
   for (const r of routes) {
-    if (names.has(r.name)) report(['routes', r.index, 'name'], `duplicate route name ${r.name}`);
+    // A defaulted name is the prefix: a duplicate prefix, already reported, is not also a duplicate name.
+    if (names.has(r.name) && input.routes[r.index]?.name !== undefined) report(['routes', r.index, 'name'], `duplicate route name ${r.name}`);
     names.set(r.name, r.index);
   }
 

@@ -206,7 +206,7 @@ export async function authRoutes(app: FastifyInstance, deps: GatewayDeps): Promi
       const accounts = new Set<string>();
       if (claims.sid) for (const a of await sessions.deleteBySid(claims.iss, claims.sid)) accounts.add(a);
       if (claims.sub) {
-        const key = accountKeyOf(claims.iss, claims.sub);
+        const key = identity.accountKeyOf?.(claims.iss, claims.sub) ?? accountKeyOf(claims.iss, claims.sub);
         if (!claims.sid) await sessions.deleteByAccount(key);
         accounts.add(key);
       }

@@ -181,8 +181,9 @@ export class OidcBackend implements IdentityBackend {
     };
   }
 
-  async refresh(account: AccountRef, refreshToken: string, scopes: readonly string[], resource?: string): Promise<TokenGrant> {
+  async refresh(account: AccountRef, refreshToken: string | undefined, scopes: readonly string[], resource?: string): Promise<TokenGrant> {
     const config = this.#cfg();
+    if (!refreshToken) throw new IdentityError('invalid_grant', 'refresh: no refresh token');
     const params: Record<string, string> = {};
     if (scopes.length) params.scope = scopes.join(' ');
     if (resource) params.resource = resource;

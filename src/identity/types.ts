@@ -51,17 +51,26 @@ export interface LogoutTokenClaims {
 
 export interface IdentityBackend {
   readonly issuer: string;
+  /**
+   * True when the back end keeps refresh tokens in a cache of its own (MSAL's, partitioned
+   * per account): the gateway then stores none and `refresh` gets no refresh token.
+   */
+  readonly ownsRefreshTokens?: boolean;
   /** Loads provider metadata; throws IdentityError('unavailable') while the provider cannot be reached. */
   init(): Promise<void>;
   ready(): boolean;
   signInUrl(req: SignInRequest): Promise<URL>;
   redeemCode(callbackUrl: URL, checks: SignInChecks): Promise<RedeemedSignIn>;
-  refresh(account: AccountRef, refreshToken: string, scopes: readonly string[], resource?: string): Promise<TokenGrant>;
+  refresh(account: AccountRef, refreshToken: string | undefined, scopes: readonly string[], resource?: string): Promise<TokenGrant>;
   clientCredentials(scopes: readonly string[], resource?: string): Promise<TokenGrant>;
   /** RFC 7009; false when the provider has no revocation endpoint. */
   revoke(refreshToken: string): Promise<boolean>;
   logoutUrl(params: { idTokenHint?: string; postLogoutRedirectUri: string }): URL | undefined;
   verifyLogoutToken(token: string): Promise<LogoutTokenClaims>;
+  /** Drops whatever the back end keeps for the account (its token cache partition). */
+  forgetAccount?(accountKey: string): Promise<void>;
+  /** Maps a logout token's iss+sub to the account key sessions were stored under. */
+  accountKeyOf?(iss: string, sub: string): string;
   close?(): Promise<void>;
 }
 
@@ -89,4 +98,14 @@ export class IdentityError extends Error {
     this.providerError = options?.providerError;
   }
   readonly providerError?: string;
+}
+
+/**
+ * Where a back end with its own token cache (MSAL) keeps one serialized partition per
+ * account; the gateway seals the partitions at rest like every other entry.
+ */
+export interface PartitionStore {
+  load(key: string): Promise<string | undefined>;
+  save(key: string, serialized: string, ttlMs: number): Promise<void>;
+  delete(key: string): Promise<void>;
 }

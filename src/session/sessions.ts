@@ -52,13 +52,19 @@ function storageKey(sessionId: string): string {
 }
 
 export class SessionStore {
-  readonly #l1 = new ShortCache<SessionRecord>(L1_TTL_MS);
+  /**
+   * In-process copies, only when this process is the store's sole user: with a shared store
+   * (Redis, several replicas) a logout on one replica must be refused by every other at once.
+   */
+  readonly #l1: ShortCache<SessionRecord>;
 
   constructor(
     private readonly store: Store,
     private readonly sealer: Sealer,
     readonly timeouts: SessionTimeouts,
-  ) {}
+  ) {
+    this.#l1 = new ShortCache<SessionRecord>(store.redis ? 0 : L1_TTL_MS);
+  }
 
   expiresAt(rec: SessionRecord): number {
     return Math.min(rec.absoluteExpiresAt, rec.lastSeenAt + this.timeouts.idleMs);

@@ -57,7 +57,8 @@ export class TokenService {
     }
     const cached = entry?.tokens[route.tokenKey];
     if (cached && this.#fresh(cached.expiresAt)) return bearer(cached.accessToken, cached.expiresAt, 'cache');
-    if (!entry?.refreshToken) return { kind: 'error', code: 'consent_required', fatal: true };
+    if (!entry) return { kind: 'error', code: 'consent_required', fatal: true };
+    if (!entry.refreshToken && !this.identity.ownsRefreshTokens) return { kind: 'error', code: 'consent_required', fatal: true };
 
     let grant: TokenGrant;
     const started = performance.now();
@@ -131,6 +132,7 @@ export class TokenService {
 
   async removeAccount(accountKey: string): Promise<void> {
     await this.cache.deleteAccount(accountKey);
+    await this.identity.forgetAccount?.(accountKey);
   }
 
   #shared(key: string, work: () => Promise<TokenOutcome>): Promise<TokenOutcome> {
