@@ -259,7 +259,9 @@ export class OidcBackend implements IdentityBackend {
       throw new IdentityError('invalid_request', 'logout token rejected', { cause: err });
     }
     const events = payload.events as Record<string, unknown> | undefined;
-    if (!events || typeof events !== 'object' || typeof events[BACKCHANNEL_EVENT] !== 'object') throw new IdentityError('invalid_request', 'logout token has no back-channel logout event');
+    // Section 2.4: the event's value is a JSON object (typeof null and arrays are 'object' too).
+    const event = events && typeof events === 'object' ? events[BACKCHANNEL_EVENT] : undefined;
+    if (!event || typeof event !== 'object' || Array.isArray(event)) throw new IdentityError('invalid_request', 'logout token has no back-channel logout event');
     if ('nonce' in payload) throw new IdentityError('invalid_request', 'logout token carries a nonce');
     const sid = typeof payload.sid === 'string' ? payload.sid : undefined;
     const sub = typeof payload.sub === 'string' ? payload.sub : undefined;

@@ -140,7 +140,9 @@ export class SessionStore {
 
   async #write(sessionId: string, rec: SessionRecord): Promise<void> {
     const key = storageKey(sessionId);
-    await this.store.set(key, this.sealer.seal(JSON.stringify(rec), key), Math.max(1000, this.expiresAt(rec) - Date.now()));
+    // Kept until the absolute expiry (as long as the account's tokens), not just the idle one: a
+    // cookie that comes back after the idle timeout must find the record to remove those tokens.
+    await this.store.set(key, this.sealer.seal(JSON.stringify(rec), key), Math.max(1000, rec.absoluteExpiresAt - Date.now()));
     this.#l1.set(key, rec);
   }
 }
