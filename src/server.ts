@@ -54,7 +54,8 @@ export async function createIdentity(config: GatewayConfig, store?: Store, seale
             },
           }
         : undefined;
-    return new EntraBackend(config.identity, partitions) as unknown as IdentityBackend;
+    // A partition lives as long as a session may (each write renews it).
+    return new EntraBackend(config.identity, partitions, { partitionTtlMs: config.session.absoluteMs });
   }
   return new OidcBackend(config.identity);
 }
@@ -140,23 +141,38 @@ export async function runServer(config: GatewayConfig, file: string, locate: Loc
   const problems = metadataProblems(gateway.deps.identity, config, file, locate);
   for (const p of problems) (p.severity === 'error' ? logger.error : logger.warn).call(logger, formatProblem(p));
   if (problems.some((p) => p.severity === 'error')) {
+    // As `check` prints them: the operator reads stderr of a process that never listened.
+    for (const p of problems) if (p.severity === 'error') console.error(formatProblem(p));
     await gateway.close();
     throw new Error('the provider cannot work with this configuration');
   }
   if (!gateway.deps.identity.ready()) logger.warn('provider not reachable yet: /readyz fails and sign-in answers 503 until it is');
 
-  await app.listen({ host: config.listen.host, port: config.listen.port });
+  let metricsApp: FastifyInstance | undefined;
   if (config.metricsPort !== undefined) {
     const { default: Fastify } = await import('fastify');
-    const metricsApp = Fastify();
-    metricsApp.get('/metrics', async (_req, reply) => reply.header('content-type', gateway.deps.metrics.registry.contentType).send(await gateway.deps.metrics.registry.metrics()));
-    await metricsApp.listen({ host: config.listen.host, port: config.metricsPort });
-    app.addHook('onClose', async () => metricsApp.close());
+    const separate = Fastify();
+    metricsApp = separate;
+    separate.get('/metrics', async (_req, reply) => reply.header('content-type', gateway.deps.metrics.registry.contentType).header('cache-control', 'no-store').send(await gateway.deps.metrics.registry.metrics()));
+    // Hooks can only be added before the app listens (Fastify refuses them afterwards).
+    app.addHook('onClose', async () => separate.close());
   }
+  await app.listen({ host: config.listen.host, port: config.listen.port });
+  if (metricsApp) await metricsApp.listen({ host: config.listen.host, port: config.metricsPort });
 
   let closing = false;
   const shutdown = (signal: string) => {
-    if (closing) return;
+    // Listeners stay installed (process.on, not once): a repeated SIGTERM must not fall
+    // back to Node's default action and kill the process in the middle of the drain.
+    if (closing) {
+      if (signal === 'SIGINT') {
+        // A second Ctrl-C: the developer does not want to wait for the grace period.
+        logger.warn('second SIGINT: stopping at once');
+        process.exit(130);
+      }
+      logger.info({ signal }, 'already shutting down');
+      return;
+    }
     closing = true;
     logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down');
     const force = setTimeout(() => {
@@ -164,9 +180,16 @@ export async function runServer(config: GatewayConfig, file: string, locate: Loc
       app.server.closeAllConnections();
     }, config.shutdownGraceMs);
     force.unref();
+    // server.close() closes the connections idle at that moment only; a keep-alive
+    // connection whose request finishes during the drain would stay open until the
+    // client lets go of it or the keep-alive timeout (72 s in Fastify) ends it, holding
+    // the process meanwhile. Close such connections as soon as they turn idle.
+    const idle = setInterval(() => app.server.closeIdleConnections(), 100);
+    idle.unref();
     gateway.close().then(
       () => {
         clearTimeout(force);
+        clearInterval(idle);
         logger.info('stopped');
         logger.flush?.();
         process.exit(0);
@@ -177,7 +200,7 @@ export async function runServer(config: GatewayConfig, file: string, locate: Loc
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
   return gateway;
 }
