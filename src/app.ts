@@ -39,10 +39,7 @@ export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<Fasti
   });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.config.bffRoute?.name ?? (request.routeOptions.url?.startsWith('/auth/') ? 'auth' : 'gateway');
-    const status = String(reply.statusCode);
-    const seconds = reply.elapsedTime / 1000;
-    deps.metrics.requests.inc({ route, status });
-    deps.metrics.duration.observe({ route, status }, seconds);
+    deps.metrics.observeRequest(route, reply.statusCode, reply.elapsedTime / 1000);
     const q = request.url.indexOf('?');
     // One line per request; the query string is left out (it carries codes and state).
     request.log.info({ method: request.method, path: q === -1 ? request.url : request.url.slice(0, q), route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');

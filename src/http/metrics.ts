@@ -33,7 +33,22 @@ export class GatewayMetrics {
   });
   readonly sessions = new Counter({ name: 'bff_sessions_total', help: 'Sessions started and ended, by event', labelNames: ['event'] as const, registers: [this.registry] });
 
+  readonly #requestChildren = new Map<string, { count: { inc(): void }; seconds: { observe(v: number): void } }>();
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Per-request counters through cached label children: no label hashing on the hot path. */
+  observeRequest(route: string, status: number, seconds: number): void {
+    const key = `${route}\0${status}`;
+    let child = this.#requestChildren.get(key);
+    if (!child) {
+      const labels = { route, status: String(status) };
+      child = { count: this.requests.labels(labels), seconds: this.duration.labels(labels) };
+      this.#requestChildren.set(key, child);
+    }
+    child.count.inc();
+    child.seconds.observe(seconds);
   }
 }

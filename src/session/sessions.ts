@@ -81,13 +81,14 @@ export class SessionStore {
 
   /** The live record, or undefined when absent, unreadable or timed out (then it is removed). */
   async get(sessionId: string): Promise<{ record: SessionRecord; expired: false } | { record?: SessionRecord; expired: true } | undefined> {
-    const key = storageKey(sessionId);
-    let record = this.#l1.get(key);
+    // The in-process copy is keyed by the id itself: a hit costs no hash, no store, no decryption.
+    let record = this.#l1.get(sessionId);
     if (!record) {
+      const key = storageKey(sessionId);
       const text = this.sealer.open(await this.store.get<string>(key), key);
       if (text === undefined) return undefined;
       record = JSON.parse(text) as SessionRecord;
-      this.#l1.set(key, record);
+      this.#l1.set(sessionId, record);
     }
     const now = Date.now();
     if (now >= this.expiresAt(record)) {
@@ -103,7 +104,7 @@ export class SessionStore {
   }
 
   async delete(sessionId: string): Promise<void> {
-    this.#l1.delete(storageKey(sessionId));
+    this.#l1.delete(sessionId);
     await this.store.delete(storageKey(sessionId));
   }
 
@@ -124,7 +125,7 @@ export class SessionStore {
       const key = storageKey(id);
       const text = this.sealer.open(await this.store.get<string>(key), key);
       if (text !== undefined) ended.push(JSON.parse(text) as SessionRecord);
-      this.#l1.delete(key);
+      this.#l1.delete(id);
       await this.store.delete(key);
     }
     await this.store.delete(indexKey);
@@ -143,6 +144,6 @@ export class SessionStore {
     // Kept until the absolute expiry (as long as the account's tokens), not just the idle one: a
     // cookie that comes back after the idle timeout must find the record to remove those tokens.
     await this.store.set(key, this.sealer.seal(JSON.stringify(rec), key), Math.max(1000, rec.absoluteExpiresAt - Date.now()));
-    this.#l1.set(key, rec);
+    this.#l1.set(sessionId, rec);
   }
 }

@@ -1,5 +1,6 @@
 import Keyv, { type KeyvStoreAdapter } from 'keyv';
 import KeyvRedis from '@keyv/redis';
+import { KeyvCacheableMemory } from '@cacheable/memory';
 
 /** A typed failure of the store, so callers fail closed instead of reading "no token". */
 export class StoreUnavailableError extends Error {
@@ -29,7 +30,9 @@ export function openStore(url: string): Store {
   let kv: Keyv;
   let redis: KeyvRedis<unknown> | undefined;
   if (url.startsWith('memory://')) {
-    kv = new Keyv({ throwOnErrors: true, useKeyPrefix: false });
+    // Keyv's default Map forgets expired entries only when they are read again: abandoned
+    // sessions would pile up until restart. This store sweeps them every minute.
+    kv = new Keyv({ store: new KeyvCacheableMemory({ checkInterval: 60_000, useClone: false }), throwOnErrors: true, useKeyPrefix: false });
   } else {
     redis = new KeyvRedis(
       {
@@ -45,8 +48,9 @@ export function openStore(url: string): Store {
     kv = new Keyv({ store: redis as unknown as KeyvStoreAdapter, throwOnErrors: true, useKeyPrefix: false });
     kv.on('error', () => undefined);
   }
+  // Only a remote store can hang; the in-process one needs no timer per call.
   const guard = <T>(p: Promise<T>): Promise<T> =>
-    withTimeout(p, STORE_TIMEOUT_MS).catch((err: unknown) => {
+    (redis ? withTimeout(p, STORE_TIMEOUT_MS) : p).catch((err: unknown) => {
       throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError('token store unavailable', { cause: err });
     });
   return {
