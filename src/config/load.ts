@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { isMap, isScalar, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import { FormatRegistry } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
-import { Config, type ConfigInput } from './schema.js';
-import { resolveConfig, type GatewayConfig } from './resolve.js';
+import { Config, Route, type ConfigInput } from './schema.js';
+import { resolveConfig, type ConfigPath, type GatewayConfig } from './resolve.js';
 
 if (!FormatRegistry.Has('uri')) FormatRegistry.Set('uri', (v) => URL.canParse(v));
 
@@ -69,7 +69,7 @@ export function parseRoutesFile(text: string, file = 'routes.yaml', env: NodeJS.
   const unsetVariableAt = new Set(problems.map((p) => `${p.line}:${p.col}`));
   let data: unknown = doc.toJS() ?? {};
   data = Value.Convert(Config, Value.Default(Config, Value.Clone(data)));
-  const invalidPaths: string[][] = [];
+  const invalid: InvalidValue[] = [];
   if (!Value.Check(Config, data)) {
     const errors = [...Value.Errors(Config, data)];
     const missing = new Set(errors.filter((e) => e.type === ValueErrorType.ObjectRequiredProperty).map((e) => e.path));
@@ -77,42 +77,56 @@ export function parseRoutesFile(text: string, file = 'routes.yaml', env: NodeJS.
       // A missing key also fails its type check: say it once.
       if (missing.has(err.path) && err.type !== ValueErrorType.ObjectRequiredProperty) continue;
       const path = err.path.split('/').slice(1).map(unescapePointer);
-      invalidPaths.push(path);
       const isUnknownKey = err.type === ValueErrorType.ObjectAdditionalProperties;
+      invalid.push({ path, harmless: isUnknownKey || (err.schema as { default?: unknown }).default !== undefined });
       const pos = locate(path, isUnknownKey);
       if (unsetVariableAt.has(`${pos.line}:${pos.col}`)) continue;
       problems.push({ file, ...pos, message: describeError(err.type, path, err.message, err.schema), severity: 'error' });
     }
   }
 
-  // The cross-field checks run on a schema-invalid file too, so one run shows every problem:
-  // invalid values are dropped first, and what a schema error already covers is not repeated.
-  const overlaps = (a: ReadonlyArray<string | number>, b: ReadonlyArray<string | number>) => a.every((seg, i) => i >= b.length || String(seg) === String(b[i]));
-  const input = invalidPaths.length ? withoutPaths(data, invalidPaths) : data;
+  // The cross-field checks run on a schema-invalid file too, so that one run shows every
+  // problem: they see the file without its invalid values (defaults apply, a broken route is
+  // left out), and say nothing about a value the schema already refused or whose parent
+  // lost a value that has no default.
+  const isPrefix = (a: ConfigPath, b: ConfigPath) => a.length <= b.length && a.every((seg, i) => String(seg) === String(b[i]));
+  const covered = (path: ConfigPath) => invalid.some((v) => isPrefix(v.path, path) || (!v.harmless && isPrefix(path, v.path)));
   let config: GatewayConfig | undefined;
   try {
-    config = resolveConfig(input as ConfigInput, (path, message, severity = 'error') => {
-      if (invalidPaths.some((p) => overlaps(p, path))) return;
-      problems.push({ file, ...locate(path), message, severity });
+    config = resolveConfig((invalid.length ? withoutInvalid(data, invalid) : data) as ConfigInput, (path, message, severity = 'error') => {
+      if (!covered(path)) problems.push({ file, ...locate(path), message, severity });
     });
   } catch (err) {
     // Too broken for the remaining cross-field checks; the schema errors say why.
-    if (!invalidPaths.length) throw err;
+    if (!invalid.length) throw err;
   }
   const errors = problems.filter((p) => p.severity === 'error');
   if (errors.length || !config) return { ok: false, problems: dedupe(problems) };
   return { ok: true, config, warnings: problems, locate };
 }
 
-/** A copy of `data` without the values at `paths`, so defaults apply where they were. */
-function withoutPaths(data: unknown, paths: string[][]): unknown {
+interface InvalidValue {
+  path: string[];
+  /** Unknown keys, and values that fall back to their default, affect no other check. */
+  harmless: boolean;
+}
+
+/**
+ * A copy of the config without its invalid values. An invalid list element takes its list
+ * with it, except a route: a route that is still invalid without its bad values is left out
+ * (a hole, so the other routes keep their index).
+ */
+function withoutInvalid(data: unknown, invalid: InvalidValue[]): unknown {
   const copy = Value.Clone(data) as Record<string, unknown>;
-  for (const path of paths) {
-    let node: unknown = copy;
-    for (const seg of path.slice(0, -1)) node = node && typeof node === 'object' ? (node as Record<string, unknown>)[seg] : undefined;
-    const last = path.at(-1);
-    if (last !== undefined && node && typeof node === 'object') delete (node as Record<string, unknown>)[last];
+  for (const { path } of invalid) {
+    let target = path;
+    const parentOf = (p: string[]) => p.slice(0, -1).reduce<unknown>((node, seg) => (node && typeof node === 'object' ? (node as Record<string, unknown>)[seg] : undefined), copy);
+    if (Array.isArray(parentOf(target)) && !(target.length === 2 && target[0] === 'routes')) target = target.slice(0, -1);
+    const parent = parentOf(target);
+    const last = target.at(-1);
+    if (last !== undefined && parent && typeof parent === 'object') delete (parent as Record<string, unknown>)[last];
   }
+  if (Array.isArray(copy.routes)) copy.routes.forEach((route, i, routes) => Value.Check(Route, route) || delete routes[i]);
   return copy;
 }
 

@@ -69,7 +69,8 @@ export function normalizeScopes(scopes: readonly string[] | undefined): string[]
 }
 
 function asList(v: string | string[]): string[] {
-  return Array.isArray(v) ? v : [v];
+  // undefined only when load.ts runs the checks on a file whose value the schema refused.
+  return Array.isArray(v) ? v : v === undefined ? [] : [v];
 }
 
 /** Cross-field checks and the compiled, ready-to-use form of a schema-valid config. */

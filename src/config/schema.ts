@@ -43,8 +43,9 @@ export const Identity = Type.Object(
     clientAssertionFile: Type.Optional(Type.String({ minLength: 1, description: 'entra: a federated token file (e.g. AZURE_FEDERATED_TOKEN_FILE), re-read when it changes.' })),
     tokenEndpointAuthMethod: Type.Optional(
       Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post'), Type.Literal('private_key_jwt')], {
-        default: 'client_secret_basic',
-        description: 'How the gateway authenticates at the token endpoint (OpenID Connect registration default: client_secret_basic).',
+        // No schema default: it depends on the credential (resolve.ts), and a filled-in
+        // client_secret_basic would refuse a config that has only a clientCertificate.
+        description: 'How the gateway authenticates at the token endpoint. Default: client_secret_basic (the OpenID Connect registration default) with clientSecret, private_key_jwt with clientCertificate.',
       }),
     ),
     scopes: Type.Optional(Scopes('Scopes asked for at sign-in.')),

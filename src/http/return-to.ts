@@ -17,7 +17,12 @@ export function safeReturnTo(value: unknown): string | undefined {
     return undefined;
   }
   if (decoded !== value && !isSafeRelative(decoded)) return undefined;
-  return value;
+  // Non-ASCII percent-encoded, as a browser would: raw, it makes the Location header invalid.
+  try {
+    return value.replace(/[^\u0000-\u007f]+/g, (s) => encodeURIComponent(s));
+  } catch {
+    return undefined; // a lone surrogate
+  }
 }
 
 function isSafeRelative(v: string): boolean {
