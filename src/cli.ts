@@ -33,7 +33,8 @@ async function main(): Promise<number> {
     try {
       await identity.init();
     } catch (err) {
-      console.error(`${file}: provider discovery failed: ${(err as Error).message}`);
+      const at = result.locate(['identity', result.config.identity.provider === 'entra' ? 'authority' : 'issuer']);
+      console.error(`${file}:${at.line}:${at.col} cannot read the provider's metadata from ${identity.issuer}: ${(err as Error).message}`);
       return 1;
     }
     const problems = metadataProblems(identity, result.config, file, result.locate);

@@ -13,8 +13,6 @@ export interface UpstreamContext {
   host: string;
   /** When true, the client's X-Forwarded-For chain is kept and extended. */
   trustProxy: boolean;
-  /** Keep Upgrade/Connection for a WebSocket handshake. */
-  upgrade?: boolean;
 }
 
 /** Removes the named cookies from a Cookie header value; undefined when nothing is left. */
@@ -34,7 +32,7 @@ export function withoutCookies(cookie: string | undefined, names: readonly strin
  */
 export function upstreamRequestHeaders(headers: IncomingHttpHeaders, ctx: UpstreamContext): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = { ...headers };
-  for (const h of HOP_BY_HOP) if (!(ctx.upgrade && (h === 'upgrade' || h === 'connection'))) delete out[h];
+  for (const h of HOP_BY_HOP) delete out[h];
   delete out.authorization;
   const priorFor = ctx.trustProxy ? headers['x-forwarded-for'] : undefined;
   for (const name of Object.keys(out)) {

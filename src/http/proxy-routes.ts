@@ -20,6 +20,16 @@ declare module 'fastify' {
   }
 }
 
+/** The browser's handshake headers the upstream may see; the ws client makes its own key, version and upgrade. */
+export function handshakeHeaders(headers: FastifyRequest['headers']): FastifyRequest['headers'] {
+  const out: FastifyRequest['headers'] = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (name === 'host' || name === 'connection' || name === 'upgrade' || name.startsWith('sec-websocket-')) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
 /** Chooses the route's token; throws the problem the SPA sees when there is none. */
 async function routeToken(request: FastifyRequest, route: CompiledRoute, deps: GatewayDeps): Promise<string | null> {
   if (route.auth === 'none') return null;
@@ -106,8 +116,10 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
       // reply-from's own info lines would make three log lines per request; app.ts writes one.
       disableRequestLogging: true,
       wsClientOptions: {
-        rewriteRequestHeaders: (headers: Record<string, string>, request: FastifyRequest) =>
-          upstreamRequestHeaders(headers, { token: request.bffToken ?? undefined, cookieNames, clientIp: request.ip, proto: request.protocol, host: request.host, trustProxy: config.trustProxy, upgrade: true }) as Record<string, string>,
+        // http-proxy hands an empty header set here; start from the browser's handshake like
+        // an HTTP request does, less what the WebSocket client must generate itself.
+        rewriteRequestHeaders: (_headers: Record<string, string>, request: FastifyRequest) =>
+          upstreamRequestHeaders(handshakeHeaders(request.headers), { token: request.bffToken ?? undefined, cookieNames, clientIp: request.ip, proto: request.protocol, host: request.host, trustProxy: config.trustProxy }) as Record<string, string>,
       },
       undici: { connections: 256, pipelining: 1, keepAliveTimeout: 60_000 },
       replyOptions: {

@@ -324,7 +324,7 @@ t.test('bff-gateway check with an issuer nobody answers at exits 1 with a clear 
   await writeFile(file, VALID.replace('issuer: https://idp.example.com', `issuer: http://127.0.0.1:${port}\n  allowInsecureRequests: true\n  timeout: 2s`));
   const res = await runCli(['check', '--config', file], ENV);
   t.equal(res.code, 1, 'exit code 1');
-  t.match(res.stderr, `${file}: provider discovery failed`, 'names the file and what failed');
+  t.match(res.stderr, `${file}:5:11 cannot read the provider's metadata from http://127.0.0.1:${port}`, 'names the issuer line, the URL and what failed');
   t.match(res.stderr, /unreachable/, 'says the provider could not be reached');
   t.notMatch(res.stderr, /\n\s+at /, 'no stack trace');
   t.notMatch(res.stdout, /ok/);

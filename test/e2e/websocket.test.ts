@@ -66,11 +66,13 @@ t.test('a WebSocket upgrade on a user route is proxied with the route token, nev
   });
   const { gatewayCookie } = await signIn(stack.url);
   const wsUrl = stack.url.replace('http', 'ws') + '/live/feed';
-  const ok = await firstMessage(wsUrl, { cookie: gatewayCookie, origin: stack.url });
+  const ok = await firstMessage(wsUrl, { cookie: `${gatewayCookie}; theme=dark`, origin: stack.url, 'user-agent': 'ws-test' });
   t.ok(ok.message, JSON.stringify(ok));
   t.same(JSON.parse(ok.message!), { sub: 'alice', scope: 'api.read' });
   const seen = upstream!.handshakes.at(-1)!;
-  t.notOk(String(seen.cookie ?? '').includes('bff='), 'the gateway cookie is not forwarded');
+  t.equal(seen.cookie, 'theme=dark', 'the gateway cookie is stripped and the browser\'s other cookies are kept (bug: the handshake lost every browser header)');
+  t.equal(seen['user-agent'], 'ws-test');
+  t.equal(seen['x-forwarded-for'], '127.0.0.1');
 
   const foreign = await firstMessage(wsUrl, { cookie: gatewayCookie, origin: 'https://evil.example' });
   t.equal(foreign.status, 403, 'a cross-site handshake is refused');

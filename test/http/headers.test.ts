@@ -44,11 +44,14 @@ t.test('hop-by-hop headers and proxy credentials are dropped', async (t) => {
   t.equal(out.host, 'orders.internal', 'Host left to the proxy');
 });
 
-t.test('a WebSocket handshake keeps Upgrade and Connection', async (t) => {
-  const out = upstreamRequestHeaders({ connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'k' }, ctx({ upgrade: true }));
-  t.equal(out.connection, 'Upgrade');
-  t.equal(out.upgrade, 'websocket');
-  t.equal(out['sec-websocket-key'], 'k');
+t.test('a WebSocket handshake keeps the browser headers but none the ws client generates itself', async (t) => {
+  const { handshakeHeaders } = await import('../../src/http/proxy-routes.js');
+  const browserHandshake = { host: 'app.example.com', connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'k', 'sec-websocket-version': '13', cookie: 'theme=dark', 'user-agent': 'ua' };
+  const out = upstreamRequestHeaders(handshakeHeaders(browserHandshake), ctx());
+  t.equal(out['sec-websocket-key'], undefined);
+  t.equal(out.upgrade, undefined);
+  t.equal(out.connection, undefined);
+  t.equal(out['user-agent'], 'ua');
   t.equal(out.authorization, 'Bearer route-token');
 });
 
