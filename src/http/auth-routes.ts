@@ -90,12 +90,11 @@ export async function authRoutes(app: FastifyInstance, deps: GatewayDeps): Promi
     if (!state || (q.code !== undefined && typeof q.code !== 'string') || (q.iss !== undefined && typeof q.iss !== 'string')) throw new Problems.LoginFailed();
     let pending;
     try {
-      pending = await loginStates.take(state);
+      pending = await loginStates.take(state, request.session.get('b'));
     } catch (err) {
       throw asProblem(err);
     }
-    const binding = request.session.get('b');
-    if (!pending || pending.binding !== binding) {
+    if (!pending) {
       request.log.info('sign-in refused: unknown, used or foreign state');
       throw new Problems.LoginFailed();
     }

@@ -30,13 +30,17 @@ export class LoginStateStore {
     await this.store.set(key, this.sealer.seal(JSON.stringify(value), key), LOGIN_STATE_TTL_MS);
   }
 
-  /** Single use: the state is gone after the first take, whatever its outcome. */
-  async take(state: string): Promise<LoginState | undefined> {
+  /**
+   * Single use: the state is gone after the first take by its own browser. A callback from
+   * another browser (another binding) takes nothing, so it cannot spoil the real sign-in.
+   */
+  async take(state: string, binding: unknown): Promise<LoginState | undefined> {
     const key = LOGIN + state;
-    const sealed = await this.store.get<string>(key);
-    if (sealed === undefined) return undefined;
+    const text = this.sealer.open(await this.store.get<string>(key), key);
+    if (text === undefined) return undefined;
+    const value = JSON.parse(text) as LoginState;
+    if (typeof binding !== 'string' || value.binding !== binding) return undefined;
     if (!(await this.store.delete(key))) return undefined; // a concurrent replay took it first
-    const text = this.sealer.open(sealed, key);
-    return text === undefined ? undefined : (JSON.parse(text) as LoginState);
+    return value;
   }
 }

@@ -236,6 +236,11 @@ t.test('a callback finished in another browser fails: the state is bound to the 
   t.equal(foreign.status, 400, 'a different binding fails too');
   await assertNoSessionStarted(t, foreign);
   t.notOk(await isSignedIn(other.header(stack.url)));
+
+  // The real browser finishes afterwards: the foreign attempts did not spend its state.
+  const real = await callback(callbackUrl2, jar2);
+  t.equal(real.status, 302, 'the real sign-in still completes (bug: a foreign callback used to spend the state)');
+  t.ok(await isSignedIn(jar2.header(stack.url)));
 });
 
 t.test('50 logins in one browser keep its cookie header under 1 KB, and the last one still completes', async (t) => {
