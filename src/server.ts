@@ -74,6 +74,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   const lock = store.redis ? new RedisLock(store.redis, config.identity.timeoutMs * 2 + 5000, config.identity.timeoutMs * 3 + 5000) : new LocalLock();
   const tokens = new TokenService(new TokenCache(store, sealer), identity, lock, config.tokenCache.refreshSkewMs, {
     onProviderCall: (kind, seconds, ok) => metrics.provider.observe({ kind, result: ok ? 'ok' : 'error' }, seconds),
+    onWriteConflict: (account) => logger.warn({ account }, 'token cache entry changed during a refresh; kept the other writer\'s entry'),
   });
   const sessions = new SessionStore(store, sealer, { idleMs: config.session.idleMs, absoluteMs: config.session.absoluteMs });
   const loginStates = new LoginStateStore(store, sealer);

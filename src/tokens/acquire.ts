@@ -9,6 +9,8 @@ export interface AcquisitionEvents {
   /** Called once per acquisition with how it ended (for metrics). */
   onOutcome?(route: CompiledRoute, outcome: TokenOutcome): void;
   onProviderCall?(kind: 'refresh' | 'client_credentials', seconds: number, ok: boolean): void;
+  /** A refresh's write-back lost a compare-and-set: someone else wrote the entry first. */
+  onWriteConflict?(accountKey: string): void;
 }
 
 type RouteToken = Pick<CompiledRoute, 'scopes' | 'resource' | 'tokenKey'>;
@@ -49,9 +51,10 @@ export class TokenService {
 
   async #refresh(account: AccountRef, route: RouteToken): Promise<TokenOutcome> {
     let entry: AccountEntry | undefined;
+    let sealed: string | undefined;
     try {
       // Re-read the store under the lock: a sibling (or another replica) may have refreshed already.
-      entry = await this.cache.getAccount(account.key, true);
+      ({ entry, sealed } = await this.cache.readAccount(account.key));
     } catch (err) {
       return storeError(err);
     }
@@ -68,17 +71,22 @@ export class TokenService {
     } catch (err) {
       this.events.onProviderCall?.('refresh', (performance.now() - started) / 1000, false);
       const outcome = identityError(err);
-      if (err instanceof IdentityError && err.kind === 'invalid_grant') {
-        // The refresh token is dead for good: forget it so later requests do not retry it.
+      if (err instanceof IdentityError && err.kind === 'invalid_grant' && entry.refreshToken) {
+        // The refresh token is dead for good: forget it so later requests do not retry it,
+        // unless someone stored a newer one meanwhile.
         delete entry.refreshToken;
-        await this.cache.setAccount(account.key, entry).catch(() => undefined);
+        await this.cache.replaceAccount(account.key, entry, sealed).catch(() => undefined);
       }
       return outcome;
     }
     if (grant.refreshToken) entry.refreshToken = grant.refreshToken;
     entry.tokens[route.tokenKey] = { accessToken: grant.accessToken, expiresAt: grant.expiresAt };
     try {
-      await this.cache.setAccount(account.key, entry);
+      if (!(await this.cache.replaceAccount(account.key, entry, sealed))) {
+        // Another writer got there first (a lease that ran out, a sign-in): keep what it
+        // stored, and still answer this request with the token just granted.
+        this.events.onWriteConflict?.(account.key);
+      }
     } catch (err) {
       // A rotated refresh token that cannot be stored is lost; the user will have to sign in again.
       return storeError(err);

@@ -53,6 +53,31 @@ export class TokenCache {
     this.#l1.set(accountKey, entry);
   }
 
+  /** The entry as the store holds it now, with its sealed form for a later compareAndSet. */
+  async readAccount(accountKey: string): Promise<{ entry?: AccountEntry; sealed?: string }> {
+    const key = ACCOUNT + accountKey;
+    const sealed = await this.store.get<string>(key);
+    const text = this.sealer.open(sealed, key);
+    let entry: AccountEntry | undefined;
+    try {
+      entry = text === undefined ? undefined : (JSON.parse(text) as AccountEntry);
+    } catch {
+      entry = undefined;
+    }
+    return { entry, sealed };
+  }
+
+  /** Writes the entry only if the store still holds `expectedSealed`; false when someone wrote first. */
+  async replaceAccount(accountKey: string, entry: AccountEntry, expectedSealed: string | undefined): Promise<boolean> {
+    const key = ACCOUNT + accountKey;
+    const now = Date.now();
+    for (const [k, t] of Object.entries(entry.tokens)) if (t.expiresAt <= now) delete entry.tokens[k];
+    this.#l1.delete(accountKey);
+    const written = await this.store.compareAndSet(key, expectedSealed, this.sealer.seal(JSON.stringify(entry), key), Math.max(1000, entry.expiresAt - now));
+    if (written) this.#l1.set(accountKey, entry);
+    return written;
+  }
+
   async deleteAccount(accountKey: string): Promise<void> {
     this.#l1.delete(accountKey);
     await this.store.delete(ACCOUNT + accountKey);

@@ -9,6 +9,19 @@ export class StoreUnavailableError extends Error {
 
 export const STORE_TIMEOUT_MS = 1500;
 
+const COMPARE_AND_SET = `
+local cur = redis.call('GET', KEYS[1])
+local value = ''
+if cur then
+  local ok, decoded = pcall(cjson.decode, cur)
+  if ok and type(decoded) == 'table' and type(decoded['value']) == 'string' then value = decoded['value'] else value = false end
+end
+if value == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0`;
+
 /**
  * The one Keyv of the process. Account tokens, app tokens, sessions and login state live
  * in it under their own key prefixes (one Redis connection, not one per namespace).
@@ -20,6 +33,12 @@ export interface Store {
   get<T>(key: string): Promise<T | undefined>;
   set(key: string, value: unknown, ttlMs?: number): Promise<void>;
   delete(key: string): Promise<boolean>;
+  /**
+   * Writes `value` only if the key still holds `expected` (undefined: still absent). In Redis
+   * one script does the comparison and the write, so a replica whose lease ran out can never
+   * overwrite what another replica wrote meanwhile (a rotated refresh token, say).
+   */
+  compareAndSet(key: string, expected: string | undefined, value: string, ttlMs: number): Promise<boolean>;
   ping(timeoutMs: number): Promise<boolean>;
   /** Connects now rather than at the first request (commands fail fast while disconnected). */
   connect(timeoutMs: number): Promise<boolean>;
@@ -61,6 +80,19 @@ export function openStore(url: string): Store {
       await guard(kv.set(key, value, ttlMs));
     },
     delete: (key) => guard(kv.delete(key)),
+    async compareAndSet(key, expected, value, ttlMs) {
+      if (!redis) {
+        // One process owns the in-memory store, and the caller holds the key's local lock.
+        if ((await kv.get(key)) !== expected) return false;
+        await kv.set(key, value, ttlMs);
+        return true;
+      }
+      const client = (await guard(redis.getClient())) as unknown as { eval(script: string, opts: { keys: string[]; arguments: string[] }): Promise<unknown> };
+      // Keyv's Redis format: JSON {value, expires} under the adapter's key prefix.
+      const raw = JSON.stringify({ value, expires: Date.now() + ttlMs });
+      const done = await guard(client.eval(COMPARE_AND_SET, { keys: [redis.createKeyPrefix(key, redis.namespace)], arguments: [expected ?? '', raw, String(ttlMs)] }));
+      return done === 1;
+    },
     async connect(timeoutMs) {
       if (!redis) return true;
       return withTimeout(redis.getClient(), timeoutMs).then(
