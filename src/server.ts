@@ -14,6 +14,7 @@ import { SessionStore } from './session/sessions.js';
 import { TokenService } from './tokens/acquire.js';
 import { TokenCache } from './tokens/cache.js';
 import { LocalLock, RedisLock } from './tokens/lock.js';
+import { LifetimeModel } from './tokens/lifetimes.js';
 import { Sealer } from './tokens/sealed.js';
 import { openStore, type Store } from './tokens/store.js';
 
@@ -72,7 +73,8 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   const metrics = new GatewayMetrics();
   // The lease outlives the slowest provider call the lock can cover.
   const lock = store.redis ? new RedisLock(store.redis, config.identity.timeoutMs * 2 + 5000, config.identity.timeoutMs * 3 + 5000) : new LocalLock();
-  const tokens = new TokenService(new TokenCache(store, sealer), identity, lock, config.tokenCache.refreshSkewMs, {
+  const lifetimes = new LifetimeModel(config, (message) => logger.warn(message));
+  const tokens = new TokenService(new TokenCache(store, sealer), identity, lock, lifetimes, {
     onProviderCall: (kind, seconds, ok) => metrics.provider.observe({ kind, result: ok ? 'ok' : 'error' }, seconds),
     onWriteConflict: (account) => logger.warn({ account }, 'token cache entry changed during a refresh; kept the other writer\'s entry'),
   });

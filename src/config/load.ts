@@ -102,6 +102,10 @@ export function parseRoutesFile(text: string, file = 'routes.yaml', env: NodeJS.
   }
   const errors = problems.filter((p) => p.severity === 'error');
   if (errors.length || !config) return { ok: false, problems: dedupe(problems) };
+  config.sourceOf = (path) => {
+    const { line, col } = locate(path);
+    return `${file}:${line}:${col}`;
+  };
   return { ok: true, config, warnings: problems, locate };
 }
 

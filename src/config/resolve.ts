@@ -56,6 +56,8 @@ export interface GatewayConfig {
   routes: CompiledRoute[];
   /** Every scope the gateway may ask for: sign-in scopes plus all route scopes. */
   knownScopes: ReadonlySet<string>;
+  /** `file:LINE:COL` of config keys that runtime warnings name (filled in by the loader). */
+  sourceOf: (path: ConfigPath) => string;
 }
 
 const MIN_SECRET_BYTES = 32;
@@ -194,5 +196,6 @@ export function resolveConfig(input: ConfigInput, report: Report): GatewayConfig
     tokenCache: { url: input.tokenCache.url ?? 'memory://', keys: cacheKeys, refreshSkewMs: parseDuration(input.tokenCache.refreshSkew ?? '60s') },
     routes,
     knownScopes,
+    sourceOf: (path) => path.join('.'),
   };
 }

@@ -121,7 +121,7 @@ export async function authRoutes(app: FastifyInstance, deps: GatewayDeps): Promi
         claims: publicClaims(signedIn.claims),
         idToken: signedIn.idToken,
       });
-      await tokens.storeSignIn(signedIn.account, signedIn.refreshToken, record.absoluteExpiresAt);
+      await tokens.storeSignIn(signedIn.account, signedIn.refreshToken, record.absoluteExpiresAt, signedIn.refreshExpiresAt);
     } catch (err) {
       throw asProblem(err);
     }

@@ -29,6 +29,8 @@ export interface TokenGrant {
   /** Epoch milliseconds. */
   expiresAt: number;
   refreshToken?: string;
+  /** Epoch milliseconds, when the provider tells (refresh_expires_in). */
+  refreshExpiresAt?: number;
   scope?: string;
   idToken?: string;
 }

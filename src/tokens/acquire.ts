@@ -1,6 +1,7 @@
 import type { CompiledRoute } from '../config/resolve.js';
 import { IdentityError, type AccountRef, type IdentityBackend, type TokenGrant } from '../identity/types.js';
-import type { AccountEntry, TokenCache } from './cache.js';
+import type { AccountEntry, CachedToken, TokenCache } from './cache.js';
+import type { LifetimeModel } from './lifetimes.js';
 import type { KeyedLock } from './lock.js';
 import { bearer, type TokenOutcome, type TokenSource } from './outcome.js';
 import { StoreUnavailableError } from './store.js';
@@ -29,12 +30,18 @@ export class TokenService {
     private readonly cache: TokenCache,
     private readonly identity: IdentityBackend,
     private readonly lock: KeyedLock,
-    private readonly refreshSkewMs: number,
+    private readonly lifetimes: LifetimeModel,
     private readonly events: AcquisitionEvents = {},
   ) {}
 
-  #fresh(expiresAt: number): boolean {
-    return expiresAt - this.refreshSkewMs > Date.now();
+  #fresh(token: CachedToken): boolean {
+    return (token.refreshAt ?? token.expiresAt - this.lifetimes.skewFor(0)) > Date.now();
+  }
+
+  /** What is cached of a grant: refreshed ahead by a skew that fits the token's lifetime. */
+  #cached(grant: TokenGrant): CachedToken {
+    if (grant.refreshExpiresAt) this.lifetimes.observeRefreshTokenLifetime(grant.refreshExpiresAt - Date.now());
+    return { accessToken: grant.accessToken, expiresAt: grant.expiresAt, refreshAt: grant.expiresAt - this.lifetimes.skewFor(grant.expiresAt - Date.now()) };
   }
 
   async forUser(account: AccountRef, route: RouteToken): Promise<TokenOutcome> {
@@ -45,7 +52,7 @@ export class TokenService {
       return storeError(err);
     }
     const cached = entry?.tokens[route.tokenKey];
-    if (cached && this.#fresh(cached.expiresAt)) return bearer(cached.accessToken, cached.expiresAt, 'cache');
+    if (cached && this.#fresh(cached)) return bearer(cached.accessToken, cached.expiresAt, 'cache');
     return this.#shared(`${account.key}\n${route.tokenKey}`, () => this.lock.run(`acct:${account.key}`, () => this.#refresh(account, route)));
   }
 
@@ -59,7 +66,7 @@ export class TokenService {
       return storeError(err);
     }
     const cached = entry?.tokens[route.tokenKey];
-    if (cached && this.#fresh(cached.expiresAt)) return bearer(cached.accessToken, cached.expiresAt, 'cache');
+    if (cached && this.#fresh(cached)) return bearer(cached.accessToken, cached.expiresAt, 'cache');
     if (!entry) return { kind: 'error', code: 'consent_required', fatal: true };
     if (!entry.refreshToken && !this.identity.ownsRefreshTokens) return { kind: 'error', code: 'consent_required', fatal: true };
 
@@ -80,7 +87,7 @@ export class TokenService {
       return outcome;
     }
     if (grant.refreshToken) entry.refreshToken = grant.refreshToken;
-    entry.tokens[route.tokenKey] = { accessToken: grant.accessToken, expiresAt: grant.expiresAt };
+    entry.tokens[route.tokenKey] = this.#cached(grant);
     try {
       if (!(await this.cache.replaceAccount(account.key, entry, sealed))) {
         // Another writer got there first (a lease that ran out, a sign-in): keep what it
@@ -97,7 +104,7 @@ export class TokenService {
   async forApp(route: RouteToken): Promise<TokenOutcome> {
     try {
       const cached = await this.cache.getApp(route.tokenKey);
-      if (cached && this.#fresh(cached.expiresAt)) return bearer(cached.accessToken, cached.expiresAt, 'cache');
+      if (cached && this.#fresh(cached)) return bearer(cached.accessToken, cached.expiresAt, 'cache');
     } catch (err) {
       return storeError(err);
     }
@@ -105,7 +112,7 @@ export class TokenService {
       this.lock.run(`app:${route.tokenKey}`, async () => {
         try {
           const again = await this.cache.getApp(route.tokenKey);
-          if (again && this.#fresh(again.expiresAt)) return bearer(again.accessToken, again.expiresAt, 'cache');
+          if (again && this.#fresh(again)) return bearer(again.accessToken, again.expiresAt, 'cache');
         } catch (err) {
           return storeError(err);
         }
@@ -118,14 +125,15 @@ export class TokenService {
           this.events.onProviderCall?.('client_credentials', (performance.now() - started) / 1000, false);
           return identityError(err);
         }
-        await this.cache.setApp(route.tokenKey, { accessToken: grant.accessToken, expiresAt: grant.expiresAt }).catch(() => undefined);
+        await this.cache.setApp(route.tokenKey, this.#cached(grant)).catch(() => undefined);
         return bearer(grant.accessToken, grant.expiresAt, 'client_credentials' satisfies TokenSource);
       }),
     );
   }
 
   /** Stores what a sign-in redeemed: the new refresh token replaces the old, cached tokens stay. */
-  async storeSignIn(account: AccountRef, refreshToken: string | undefined, keepUntil: number): Promise<void> {
+  async storeSignIn(account: AccountRef, refreshToken: string | undefined, keepUntil: number, refreshExpiresAt?: number): Promise<void> {
+    if (refreshExpiresAt) this.lifetimes.observeRefreshTokenLifetime(refreshExpiresAt - Date.now());
     await this.lock.run(`acct:${account.key}`, async () => {
       const entry = (await this.cache.getAccount(account.key, true)) ?? { tokens: {}, expiresAt: keepUntil };
       if (refreshToken) entry.refreshToken = refreshToken;

@@ -6,6 +6,8 @@ export interface CachedToken {
   accessToken: string;
   /** Epoch milliseconds. */
   expiresAt: number;
+  /** Epoch milliseconds from which the token is refreshed ahead of its expiry. */
+  refreshAt?: number;
 }
 
 /** Everything the gateway holds for one account, sealed as one entry. */
