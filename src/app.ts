@@ -35,6 +35,11 @@ export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<Fasti
 
   app.addHook('onRequest', async (request, reply) => {
     if (request.url.length > LIMITS.maxUrlLength) return sendProblem(reply, Object.assign(new Error('URI too long'), { statusCode: 414 }) as never);
+    // Proxied routes stream the body and never apply bodyLimit: refuse a declared oversize
+    // body here, before the route's token work (a chunked body is not covered; see SECURITY.md).
+    if (Number(request.headers['content-length']) > LIMITS.bodyLimit) {
+      return sendProblem(reply, Object.assign(new Error('Payload too large'), { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' }) as never);
+    }
     if (!isPlainPath(request.url)) return sendProblem(reply, new Problems.BadPath());
   });
   app.addHook('onResponse', async (request, reply) => {

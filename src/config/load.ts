@@ -67,7 +67,20 @@ export function parseRoutesFile(text: string, file = 'routes.yaml', env: NodeJS.
   const locate = locator(doc, lineCounter);
   // An unset variable leaves an empty value whose schema error would only repeat it.
   const unsetVariableAt = new Set(problems.map((p) => `${p.line}:${p.col}`));
-  let data: unknown = doc.toJS() ?? {};
+  let data: unknown;
+  try {
+    // A small alias budget: a config has no use for the "billion laughs" an alias bomb makes.
+    data = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (err) {
+    let at: number | undefined;
+    visit(doc, {
+      Alias(_key, node) {
+        at ??= node.range?.[0];
+      },
+    });
+    problems.push({ file, ...lineCounter.linePos(at ?? 0), message: `cannot expand YAML aliases: ${(err as Error).message}`, severity: 'error' });
+    return { ok: false, problems };
+  }
   data = Value.Convert(Config, Value.Default(Config, Value.Clone(data)));
   const invalid: InvalidValue[] = [];
   if (!Value.Check(Config, data)) {

@@ -30,6 +30,9 @@ export function handshakeHeaders(headers: FastifyRequest['headers']): FastifyReq
   return out;
 }
 
+/** Headers some upstream frameworks read as the real method (X-HTTP-Method-Override and kin). */
+const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
+
 /** Chooses the route's token; throws the problem the SPA sees when there is none. */
 async function routeToken(request: FastifyRequest, route: CompiledRoute, deps: GatewayDeps): Promise<string | null> {
   if (route.auth === 'none') return null;
@@ -96,8 +99,8 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
       request.bffToken = await routeToken(request, route, deps);
       request.bffUpstreamStart = performance.now();
     };
-    const rewriteRequestHeaders = (request: FastifyRequest, headers: Record<string, string | string[] | undefined>) =>
-      upstreamRequestHeaders(headers, {
+    const rewriteRequestHeaders = (request: FastifyRequest, headers: Record<string, string | string[] | undefined>) => {
+      const out = upstreamRequestHeaders(headers, {
         token: request.bffToken ?? undefined,
         cookieNames,
         clientIp: request.ip,
@@ -105,6 +108,10 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
         host: request.host,
         trustProxy: config.trustProxy,
       });
+      // A route that limits methods must not let an upstream framework tunnel another one.
+      if (route.methods) for (const h of METHOD_OVERRIDE_HEADERS) delete out[h];
+      return out;
+    };
 
     await app.register(httpProxy, {
       upstream: route.upstream,

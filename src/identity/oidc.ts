@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as client from 'openid-client';
-import { createRemoteJWKSet, importPKCS8, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, errors as joseErrors, importPKCS8, jwtVerify, type JWTPayload } from 'jose';
 import type { IdentityConfig } from '../config/resolve.js';
 import {
   IdentityError,
@@ -16,6 +16,12 @@ import {
 
 const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 const INTERACTION_ERRORS = new Set(['interaction_required', 'consent_required', 'login_required', 'invalid_scope', 'account_selection_required', 'insufficient_scope', 'invalid_target']);
+
+/** Some providers (Keycloak, ADFS) tell the refresh token's lifetime: `refresh_expires_in`. */
+function refreshExpiresAt(tokens: Record<string, unknown>): number | undefined {
+  const seconds = tokens.refresh_expires_in;
+  return typeof seconds === 'number' && seconds > 0 ? Date.now() + seconds * 1000 : undefined;
+}
 
 export function accountKeyOf(iss: string, sub: string): string {
   return createHash('sha256').update(iss).update('\0').update(sub).digest('base64url');
@@ -167,7 +173,8 @@ export class OidcBackend implements IdentityBackend {
       throw wrapProviderError(err, 'code redemption');
     }
     const claims = tokens.claims();
-    if (!claims) throw new IdentityError('invalid_response', 'code redemption: no ID token');
+    if (!claims || !tokens.id_token) throw new IdentityError('invalid_response', 'code redemption: no ID token');
+    await this.#verifyIdToken(tokens.id_token, 'code redemption', 'invalid_response');
     const account: AccountRef = { key: accountKeyOf(claims.iss, claims.sub), iss: claims.iss, sub: claims.sub };
     return {
       account,
@@ -177,6 +184,7 @@ export class OidcBackend implements IdentityBackend {
       accessToken: tokens.access_token,
       expiresAt: Date.now() + (tokens.expiresIn() ?? 0) * 1000,
       refreshToken: tokens.refresh_token,
+      refreshExpiresAt: refreshExpiresAt(tokens),
       scope: tokens.scope,
     };
   }
@@ -191,6 +199,11 @@ export class OidcBackend implements IdentityBackend {
     try {
       tokens = await client.refreshTokenGrant(config, refreshToken, params);
     } catch (err) {
+      // openid-client refused the refreshed ID token's iss, aud or azp: it is not for this
+      // sign-in (OpenID Connect Core 12.2), so the grant is not to be used again.
+      if ((err as { code?: string }).code === 'OAUTH_JWT_CLAIM_COMPARISON_FAILED') {
+        throw new IdentityError('invalid_grant', 'refresh: the refreshed ID token is not for this client and issuer', { cause: err });
+      }
       throw wrapProviderError(err, 'refresh');
     }
     const claims = tokens.claims();
@@ -198,7 +211,41 @@ export class OidcBackend implements IdentityBackend {
     if (claims && (claims.sub !== account.sub || claims.iss !== account.iss)) {
       throw new IdentityError('invalid_grant', 'refresh: the refreshed ID token names another subject');
     }
+    if (tokens.id_token) await this.#verifyIdToken(tokens.id_token, 'refresh', 'invalid_grant');
     return this.#grant(tokens);
+  }
+
+  /**
+   * OpenID Connect Core 3.1.3.7 beyond what openid-client checks on a token endpoint
+   * response: the signature against the provider's JWKS (openid-client checks none), no
+   * audience but this client (it accepts extra ones when azp names us), azp (when present)
+   * this client, and iat not in the future. `mismatch` is the kind for a token that is
+   * about another issuer, audience or party (a refresh then needs a new sign-in).
+   */
+  async #verifyIdToken(idToken: string, what: string, mismatch: IdentityError['kind']): Promise<void> {
+    const meta = this.#cfg().serverMetadata();
+    if (!this.#jwks) throw new IdentityError('invalid_response', `${what}: the provider has no jwks_uri to verify the ID token with`);
+    const tolerance = this.cfg.clockToleranceSec;
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(idToken, this.#jwks, {
+        issuer: meta.issuer,
+        audience: this.cfg.clientId,
+        algorithms: (meta.id_token_signing_alg_values_supported ?? ['RS256']).filter((a) => a !== 'none'),
+        clockTolerance: tolerance,
+        requiredClaims: ['sub', 'iat', 'exp'],
+      }));
+    } catch (err) {
+      if (err instanceof joseErrors.JWKSTimeout || (err instanceof TypeError && String(err.message).includes('fetch failed'))) {
+        throw new IdentityError('unavailable', `${what}: the provider's JWKS is unreachable`, { cause: err });
+      }
+      const claim = err instanceof joseErrors.JWTClaimValidationFailed ? err.claim : undefined;
+      throw new IdentityError(claim === 'iss' || claim === 'aud' ? mismatch : 'invalid_response', `${what}: ID token rejected (${(err as Error).message})`, { cause: err });
+    }
+    const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+    if (audiences.some((a) => a !== this.cfg.clientId)) throw new IdentityError(mismatch, `${what}: the ID token names audiences other than this client`);
+    if (payload.azp !== undefined && payload.azp !== this.cfg.clientId) throw new IdentityError(mismatch, `${what}: the ID token's azp is another client`);
+    if (typeof payload.iat !== 'number' || payload.iat > Date.now() / 1000 + tolerance) throw new IdentityError('invalid_response', `${what}: the ID token is issued in the future`);
   }
 
   async clientCredentials(scopes: readonly string[], resource?: string): Promise<TokenGrant> {
@@ -217,6 +264,7 @@ export class OidcBackend implements IdentityBackend {
       accessToken: tokens.access_token,
       expiresAt: Date.now() + (tokens.expiresIn() ?? 300) * 1000,
       refreshToken: tokens.refresh_token,
+      refreshExpiresAt: refreshExpiresAt(tokens),
       scope: tokens.scope,
       idToken: tokens.id_token,
     };
