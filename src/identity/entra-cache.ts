@@ -11,6 +11,7 @@
  */
 import type { ICachePlugin, TokenCacheContext } from '@azure/msal-node';
 import type { PartitionStore } from './types.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
 
 /** The partition of app-only tokens (client credentials grant). */
 export const APP_PARTITION = 'app';
@@ -83,25 +84,8 @@ export function cachedResourceOf(serialized: string | undefined, accessToken: st
   return undefined;
 }
 
-/** Serialises work per key inside this process (operations on one partition never overlap). */
-export class KeyedMutex {
-  readonly #tails = new Map<string, Promise<unknown>>();
-
-  run<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const prev = this.#tails.get(key) ?? Promise.resolve();
-    const next = prev.then(work, work);
-    const tail = next.catch(() => undefined);
-    this.#tails.set(key, tail);
-    void tail.then(() => {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    });
-    return next;
-  }
-
-  get size(): number {
-    return this.#tails.size;
-  }
-}
+/** Operations on one partition never overlap inside this process. */
+export { KeyedMutex };
 
 /** The partition of one account's tokens. */
 export function accountPartition(homeAccountId: string): string {

@@ -36,10 +36,8 @@ import {
   type SignInRequest,
   type TokenGrant,
 } from './types.js';
+import { INTERACTION_ERRORS, verifyLogoutToken } from './logout-token.js';
 
-const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
-/** Provider answers that mean "ask the user" (consent for new scopes, MFA, sign-in again). */
-const INTERACTION_ERRORS = new Set(['interaction_required', 'consent_required', 'login_required', 'invalid_scope', 'account_selection_required', 'insufficient_scope', 'invalid_target']);
 const DEFAULT_PARTITION_TTL_MS = 24 * 60 * 60_000;
 const AAD_INSTANCE_DISCOVERY = 'https://login.microsoftonline.com/common/discovery/instance?api-version=1.1&authorization_endpoint=';
 
@@ -457,27 +455,9 @@ export class EntraBackend implements IdentityBackend {
   async verifyLogoutToken(token: string): Promise<LogoutTokenClaims> {
     const meta = this.#metaOrThrow();
     if (!this.#jwks) throw new IdentityError('invalid_request', 'provider has no jwks_uri');
-    let payload: JWTPayload;
-    try {
-      ({ payload } = await jwtVerify(token, this.#jwks, {
-        audience: this.cfg.clientId,
-        algorithms: (meta.id_token_signing_alg_values_supported ?? ['RS256']).filter((a) => a !== 'none'),
-        clockTolerance: this.cfg.clockToleranceSec,
-        maxTokenAge: '10m',
-        requiredClaims: ['iat', 'jti'],
-      }));
-    } catch (err) {
-      throw new IdentityError('invalid_request', 'logout token rejected', { cause: err });
-    }
+    const { claims, payload } = await verifyLogoutToken(token, { jwks: this.#jwks, clientId: this.cfg.clientId, algorithms: meta.id_token_signing_alg_values_supported, clockToleranceSec: this.cfg.clockToleranceSec });
     if (!issuerMatches(meta.issuer, payload.iss, payload.tid)) throw new IdentityError('invalid_request', 'logout token rejected: issuer mismatch');
-    const events = payload.events as Record<string, unknown> | undefined;
-    const event = events && typeof events === 'object' ? events[BACKCHANNEL_EVENT] : undefined;
-    if (!event || typeof event !== 'object' || Array.isArray(event)) throw new IdentityError('invalid_request', 'logout token has no back-channel logout event');
-    if ('nonce' in payload) throw new IdentityError('invalid_request', 'logout token carries a nonce');
-    const sid = typeof payload.sid === 'string' ? payload.sid : undefined;
-    const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
-    if (!sid && !sub) throw new IdentityError('invalid_request', 'logout token names neither sid nor sub');
-    return { iss: payload.iss!, sub, sid, jti: payload.jti!, exp: payload.exp };
+    return claims;
   }
 
   async close(): Promise<void> {

@@ -13,9 +13,8 @@ import {
   type SignInRequest,
   type TokenGrant,
 } from './types.js';
+import { INTERACTION_ERRORS, verifyLogoutToken } from './logout-token.js';
 
-const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
-const INTERACTION_ERRORS = new Set(['interaction_required', 'consent_required', 'login_required', 'invalid_scope', 'account_selection_required', 'insufficient_scope', 'invalid_target']);
 
 /** Some providers (Keycloak, ADFS) tell the refresh token's lifetime: `refresh_expires_in`. */
 function refreshExpiresAt(tokens: Record<string, unknown>): number | undefined {
@@ -293,27 +292,7 @@ export class OidcBackend implements IdentityBackend {
   async verifyLogoutToken(token: string): Promise<LogoutTokenClaims> {
     const meta = this.#cfg().serverMetadata();
     if (!this.#jwks) throw new IdentityError('invalid_request', 'provider has no jwks_uri');
-    let payload: JWTPayload;
-    try {
-      ({ payload } = await jwtVerify(token, this.#jwks, {
-        issuer: meta.issuer,
-        audience: this.cfg.clientId,
-        algorithms: (meta.id_token_signing_alg_values_supported ?? ['RS256']).filter((a) => a !== 'none'),
-        clockTolerance: this.cfg.clockToleranceSec,
-        maxTokenAge: '10m',
-        requiredClaims: ['iat', 'jti'],
-      }));
-    } catch (err) {
-      throw new IdentityError('invalid_request', 'logout token rejected', { cause: err });
-    }
-    const events = payload.events as Record<string, unknown> | undefined;
-    // Section 2.4: the event's value is a JSON object (typeof null and arrays are 'object' too).
-    const event = events && typeof events === 'object' ? events[BACKCHANNEL_EVENT] : undefined;
-    if (!event || typeof event !== 'object' || Array.isArray(event)) throw new IdentityError('invalid_request', 'logout token has no back-channel logout event');
-    if ('nonce' in payload) throw new IdentityError('invalid_request', 'logout token carries a nonce');
-    const sid = typeof payload.sid === 'string' ? payload.sid : undefined;
-    const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
-    if (!sid && !sub) throw new IdentityError('invalid_request', 'logout token names neither sid nor sub');
-    return { iss: payload.iss!, sub, sid, jti: payload.jti!, exp: payload.exp };
+    const { claims } = await verifyLogoutToken(token, { jwks: this.#jwks, issuer: meta.issuer, clientId: this.cfg.clientId, algorithms: meta.id_token_signing_alg_values_supported, clockToleranceSec: this.cfg.clockToleranceSec });
+    return claims;
   }
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type KeyvRedis from '@keyv/redis';
 import { StoreUnavailableError } from './store.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
 
 /** Serialises work per key: within a process always, across replicas when backed by Redis. */
 export interface KeyedLock {
@@ -8,20 +9,7 @@ export interface KeyedLock {
 }
 
 /** In-process: a promise chain per key. */
-export class LocalLock implements KeyedLock {
-  readonly #tails = new Map<string, Promise<unknown>>();
-
-  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#tails.get(key) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.#tails.set(key, tail);
-    void tail.then(() => {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    });
-    return next;
-  }
-}
+export class LocalLock extends KeyedMutex implements KeyedLock {}
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
