@@ -24,6 +24,8 @@ export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<Fasti
     // The onResponse hook below writes the one line per request.
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: config.trustProxy,
+    // Node answers 431 itself past this, before any hook or token work.
+    http: { maxHeaderSize: LIMITS.maxHeaderSize },
     bodyLimit: LIMITS.bodyLimit,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
