@@ -35,21 +35,31 @@ export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<Fasti
   });
   installProblemHandlers(app);
 
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.url.length > LIMITS.maxUrlLength) return sendProblem(reply, Object.assign(new Error('URI too long'), { statusCode: 414 }) as never);
+  // Callback-style hooks: they run on every request, and need no promise of their own.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (request.url.length > LIMITS.maxUrlLength) {
+      sendProblem(reply, Object.assign(new Error('URI too long'), { statusCode: 414 }) as never);
+      return;
+    }
     // Proxied routes stream the body and never apply bodyLimit: refuse a declared oversize
     // body here, before the route's token work (a chunked body is not covered; see SECURITY.md).
     if (Number(request.headers['content-length']) > LIMITS.bodyLimit) {
-      return sendProblem(reply, Object.assign(new Error('Payload too large'), { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' }) as never);
+      sendProblem(reply, Object.assign(new Error('Payload too large'), { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' }) as never);
+      return;
     }
-    if (!isPlainPath(request.url)) return sendProblem(reply, new Problems.BadPath());
+    if (!isPlainPath(request.url)) {
+      sendProblem(reply, new Problems.BadPath());
+      return;
+    }
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.config.bffRoute?.name ?? (request.routeOptions.url?.startsWith('/auth/') ? 'auth' : 'gateway');
     deps.metrics.observeRequest(route, reply.statusCode, reply.elapsedTime / 1000);
     const q = request.url.indexOf('?');
     // One line per request; the query string is left out (it carries codes and state).
     request.log.info({ method: request.method, path: q === -1 ? request.url : request.url.slice(0, q), route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    done();
   });
 
   await app.register(secureSession, {
