@@ -30,7 +30,8 @@ export function createLogger(opts: { level: string; pretty: boolean }, stream?: 
     level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: { service: 'bff-gateway' },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    // Epoch milliseconds (pino's default): an ISO string costs ~5 µs on every line.
+    timestamp: pino.stdTimeFunctions.epochTime,
   };
   if (stream) return pino(options, stream);
   if (opts.pretty) {

@@ -1,7 +1,12 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
-/** Hop-by-hop headers (RFC 9110 7.6.1) and proxy credentials: never forwarded. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+/**
+ * Never forwarded as the browser sent them: hop-by-hop headers (RFC 9110 7.6.1), proxy
+ * credentials, the browser's Authorization, and what the gateway rewrites itself.
+ */
+const DROPPED = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'authorization', 'cookie', 'forwarded']);
+/** Untrusted forwarding headers, including underscore spellings some servers fold into dashes. */
+const FORWARDING = /^x[-_](forwarded[-_]|real[-_]ip$|original[-_])/;
 
 export interface UpstreamContext {
   /** Bearer token to inject, when the route has one. */
@@ -18,6 +23,7 @@ export interface UpstreamContext {
 /** Removes the named cookies from a Cookie header value; undefined when nothing is left. */
 export function withoutCookies(cookie: string | undefined, names: readonly string[]): string | undefined {
   if (!cookie) return undefined;
+  if (!names.some((n) => cookie.includes(n))) return cookie.trim() || undefined;
   const kept = cookie.split(';').filter((part) => {
     const name = part.slice(0, part.indexOf('=') === -1 ? undefined : part.indexOf('=')).trim();
     return !names.includes(name);
@@ -31,17 +37,15 @@ export function withoutCookies(cookie: string | undefined, names: readonly strin
  * rewriteRequestHeaders after the token work is done.
  */
 export function upstreamRequestHeaders(headers: IncomingHttpHeaders, ctx: UpstreamContext): IncomingHttpHeaders {
-  const out: IncomingHttpHeaders = { ...headers };
-  for (const h of HOP_BY_HOP) delete out[h];
-  delete out.authorization;
-  const priorFor = ctx.trustProxy ? headers['x-forwarded-for'] : undefined;
-  for (const name of Object.keys(out)) {
-    // Untrusted forwarding headers, including underscore spellings some servers fold into dashes.
-    if (/^(x[-_]forwarded[-_]|forwarded$|x[-_]real[-_]ip$|x[-_]original[-_])/.test(name)) delete out[name];
+  // One pass over the headers: this runs on every proxied request.
+  const out: IncomingHttpHeaders = {};
+  for (const name in headers) {
+    if (DROPPED.has(name) || (name.charCodeAt(0) === 120 /* x */ && FORWARDING.test(name))) continue;
+    out[name] = headers[name];
   }
   const cookie = withoutCookies(headers.cookie, ctx.cookieNames);
   if (cookie) out.cookie = cookie;
-  else delete out.cookie;
+  const priorFor = ctx.trustProxy ? headers['x-forwarded-for'] : undefined;
   out['x-forwarded-for'] = priorFor ? `${priorFor}, ${ctx.clientIp}` : ctx.clientIp;
   out['x-forwarded-proto'] = ctx.proto;
   out['x-forwarded-host'] = ctx.host;
