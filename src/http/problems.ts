@@ -16,6 +16,7 @@ export const Problems = {
   BadPath: createError('BFF_INVALID_PATH', 'The request path is not acceptable', 400),
   LoginFailed: createError('BFF_LOGIN_FAILED', 'Sign-in could not be completed; start again', 400),
   MethodNotAllowed: createError('BFF_METHOD_NOT_ALLOWED', 'Method not allowed on this route', 405),
+  LengthRequired: createError('BFF_LENGTH_REQUIRED', 'A request body on this route needs a Content-Length', 411),
   ProviderUnavailable: createError('BFF_PROVIDER_UNAVAILABLE', 'The identity provider is unavailable; try again shortly', 503),
   ProviderError: createError('BFF_PROVIDER_ERROR', 'The identity provider refused the request', 502),
   TokenStoreUnavailable: createError('BFF_TOKEN_STORE_UNAVAILABLE', 'The token store is unavailable; try again shortly', 503),

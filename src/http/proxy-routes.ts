@@ -88,6 +88,9 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
       if (route.methods && !route.methods.has(request.method)) throw new Problems.MethodNotAllowed();
       if (route.auth !== 'none') {
         if (isCrossSite(request, publicOrigin)) throw new Problems.CrossSite();
+        // A body of unknown length cannot be held to the size limit before the token work
+        // (browsers always declare it): refuse it rather than stream it upstream unbounded.
+        if (request.headers['transfer-encoding'] !== undefined && request.headers['content-length'] === undefined) throw new Problems.LengthRequired();
         if (request.headers.upgrade?.toLowerCase() === 'websocket') {
           // Browsers cannot add headers to a WebSocket handshake but always send Origin:
           // requiring our own origin is the CSRF defence (cross-site WebSocket hijacking).

@@ -308,6 +308,12 @@ t.test('an oversized declared body answers 413 before any token work, and the ga
     { bytes: 1024 * 1024 },
   );
   t.equal(backchannel.status, 413, 'a 1 MB back-channel logout form: 413');
+  const chunked = await rawExchange(
+    stack.url,
+    `POST /api/orders HTTP/1.1\r\nHost: ${host}\r\nCookie: ${cookie}\r\nX-CSRF: 1\r\nSec-Fetch-Site: same-origin\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`,
+    { bytes, chunked: true },
+  );
+  t.equal(chunked.status, 411, 'an 11 MB chunked body on a token route: 411 (bug: it streamed upstream unbounded after the token work)');
   t.equal(stack.upstreamCount(), before, 'nothing reached the upstream');
   t.equal(stack.provider.counts.refreshGrants, refreshes, 'no token was acquired');
   await assertStillServes(t, cookie);
