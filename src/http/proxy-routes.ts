@@ -33,8 +33,16 @@ export function handshakeHeaders(headers: FastifyRequest['headers']): FastifyReq
 /** Headers some upstream frameworks read as the real method (X-HTTP-Method-Override and kin). */
 const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 
+/** Where a 401 on this route sends the SPA, computed once per route at startup. */
+interface RouteLoginUrls {
+  /** Sign in again (with the route's scopes when sign-in does not ask for them). */
+  signIn: string;
+  /** Incremental consent: always asks for the route's scopes, which the grant lacks. */
+  consent: string;
+}
+
 /** Chooses the route's token; throws the problem the SPA sees when there is none. */
-async function routeToken(request: FastifyRequest, route: CompiledRoute, deps: GatewayDeps): Promise<string | null> {
+async function routeToken(request: FastifyRequest, route: CompiledRoute, urls: RouteLoginUrls, deps: GatewayDeps): Promise<string | null> {
   if (route.auth === 'none') return null;
   let outcome: TokenOutcome;
   if (route.auth === 'client') {
@@ -50,7 +58,7 @@ async function routeToken(request: FastifyRequest, route: CompiledRoute, deps: G
     } else {
       if (found.kind === 'expired' && found.accountKey) await deps.tokens.removeAccount(found.accountKey).catch(() => undefined);
       deps.metrics.tokens.inc({ route: route.name, outcome: 'no_session' });
-      throw withExtras(new Problems.SessionExpired(), { loginUrl: loginUrlFor(route.scopes, deps.config.identity.scopes) });
+      throw withExtras(new Problems.SessionExpired(), { loginUrl: urls.signIn });
     }
   }
   switch (outcome.kind) {
@@ -59,13 +67,12 @@ async function routeToken(request: FastifyRequest, route: CompiledRoute, deps: G
       return outcome.token;
     case 'none':
       deps.metrics.tokens.inc({ route: route.name, outcome: 'none' });
-      throw withExtras(new Problems.SessionExpired(), { loginUrl: loginUrlFor(route.scopes, deps.config.identity.scopes) });
+      throw withExtras(new Problems.SessionExpired(), { loginUrl: urls.signIn });
     case 'error':
       deps.metrics.tokens.inc({ route: route.name, outcome: outcome.code });
       switch (outcome.code) {
         case 'consent_required':
-          // Ask for the route's scopes even when sign-in asks for them too: the grant lacks them.
-          return Promise.reject(withExtras(new Problems.ConsentRequired(), { loginUrl: `/auth/login?scopes=${encodeURIComponent(route.scopes.join(' '))}`, scopes: route.scopes }));
+          throw withExtras(new Problems.ConsentRequired(), { loginUrl: urls.consent, scopes: route.scopes });
         case 'provider_unavailable':
           throw withExtras(new Problems.ProviderUnavailable(), { retryAfterSec: outcome.retryAfterSec });
         case 'token_store_unavailable':
@@ -84,6 +91,11 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
   app.decorateRequest('bffUpstreamStart', 0);
 
   for (const route of config.routes) {
+    const urls: RouteLoginUrls = {
+      signIn: loginUrlFor(route.scopes, config.identity.scopes),
+      consent: `/auth/login?scopes=${encodeURIComponent(route.scopes.join(' '))}`,
+    };
+    const claimsLoginUrl = `${urls.consent}&claims=`;
     const preHandler = async (request: FastifyRequest) => {
       if (route.methods && !route.methods.has(request.method)) throw new Problems.MethodNotAllowed();
       if (route.auth !== 'none') {
@@ -99,7 +111,7 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
           throw new Problems.CsrfRequired(route.csrfHeader);
         }
       }
-      request.bffToken = await routeToken(request, route, deps);
+      request.bffToken = await routeToken(request, route, urls, deps);
       request.bffUpstreamStart = performance.now();
     };
     const rewriteRequestHeaders = (request: FastifyRequest, headers: Record<string, string | string[] | undefined>) => {
@@ -146,7 +158,7 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
             res.stream.destroy();
             for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
             deps.metrics.tokens.inc({ route: route.name, outcome: 'claims_challenge' });
-            const loginUrl = `/auth/login?scopes=${encodeURIComponent(route.scopes.join(' '))}&claims=${encodeURIComponent(claims)}`;
+            const loginUrl = claimsLoginUrl + encodeURIComponent(claims);
             return reply.send(withExtras(new Problems.ClaimsChallenge(), { loginUrl, scopes: route.scopes }));
           }
           return reply.send(res.stream);
