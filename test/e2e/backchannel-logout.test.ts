@@ -11,7 +11,7 @@ import {
   startCaptureProxy,
 } from '../helpers/logout-tokens.js';
 import { SHARED_REDIS_URL } from '../helpers/redis.js';
-import { apiCall, freePort, startStack, type Stack } from '../helpers/stack.js';
+import { apiCall, freePort, startReplicas, startStack, type Stack } from '../helpers/stack.js';
 import { accountKeyOf } from '../../src/identity/oidc.js';
 
 const OTHER_CLIENT = 'other-app';
@@ -63,14 +63,7 @@ t.test("the provider's back-channel logout, sent when the user signs out at the 
 });
 
 t.test('a back-channel logout delivered to replica A is refused at once by replica B, even right after B served that session', async (t) => {
-  const portA = await freePort();
-  const publicUrl = `http://127.0.0.1:${portA}`;
-  const a = await startStack({ gatewayPort: portA, env: { CACHE_URL: SHARED_REDIS_URL } });
-  const b = await startStack({ publicUrl, sharedProvider: a.provider, env: { CACHE_URL: SHARED_REDIS_URL } });
-  t.teardown(async () => {
-    await b.close();
-    await a.close();
-  });
+  const { a, b } = await startReplicas(t, SHARED_REDIS_URL);
   const idTokens = recordIdTokens(a.provider);
   const { jar, gatewayCookie: cookie } = await signIn(a.url, { login: 'alice' });
   await assertSignedIn(t, b, cookie, 'replica B before');

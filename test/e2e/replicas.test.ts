@@ -1,26 +1,15 @@
 import t from 'tap';
 import { signIn } from '../helpers/browserless.js';
 import { DedicatedRedis, SHARED_REDIS_URL } from '../helpers/redis.js';
-import { apiCall, freePort, startStack } from '../helpers/stack.js';
+import { apiCall, startReplicas, startStack } from '../helpers/stack.js';
 import { L1_TTL_MS } from '../../src/tokens/short-cache.js';
 
 /** Past the in-process cache's lifetime, what the store says is what every replica sees. */
 const pastL1 = () => new Promise((r) => setTimeout(r, L1_TTL_MS + 50));
 
-async function twoReplicas(t: Tap.Test, redisUrl: string) {
-  const portA = await freePort();
-  const publicUrl = `http://127.0.0.1:${portA}`;
-  const a = await startStack({ gatewayPort: portA, env: { CACHE_URL: redisUrl } });
-  const b = await startStack({ publicUrl, sharedProvider: a.provider, env: { CACHE_URL: redisUrl } });
-  t.teardown(async () => {
-    await b.close();
-    await a.close();
-  });
-  return { a, b };
-}
 
 t.test('sign-in on replica A, proxied call on replica B', async (t) => {
-  const { a, b } = await twoReplicas(t, SHARED_REDIS_URL);
+  const { a, b } = await startReplicas(t, SHARED_REDIS_URL);
   const { gatewayCookie } = await signIn(a.url);
   const res = await apiCall(b, '/api/x', gatewayCookie);
   t.equal(res.status, 200, res.text);
@@ -29,7 +18,7 @@ t.test('sign-in on replica A, proxied call on replica B', async (t) => {
 });
 
 t.test('20 concurrent requests split across two replicas sharing Redis make at most one refresh and none fails', async (t) => {
-  const { a, b } = await twoReplicas(t, SHARED_REDIS_URL);
+  const { a, b } = await startReplicas(t, SHARED_REDIS_URL);
   const { gatewayCookie } = await signIn(a.url);
   const before = a.provider.counts.refreshGrants;
   const results = await Promise.all(Array.from({ length: 20 }, (_, i) => apiCall(i % 2 ? a : b, '/api/x', gatewayCookie)));

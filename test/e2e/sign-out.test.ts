@@ -2,7 +2,7 @@ import t from 'tap';
 import { decodeJwt } from 'jose';
 import { signIn } from '../helpers/browserless.js';
 import { SHARED_REDIS_URL } from '../helpers/redis.js';
-import { apiCall, CLIENT_ID, freePort, startStack, type Stack } from '../helpers/stack.js';
+import { apiCall, CLIENT_ID, startReplicas, startStack, type Stack } from '../helpers/stack.js';
 import { accountKeyOf } from '../../src/identity/oidc.js';
 
 async function endSessionEndpoint(stack: Stack): Promise<string> {
@@ -148,14 +148,7 @@ t.test('a cross-site logout attempt changes nothing', async (t) => {
 });
 
 t.test('with two replicas sharing Redis, a logout on replica A is refused by replica B at once, even right after B served that session', async (t) => {
-  const portA = await freePort();
-  const publicUrl = `http://127.0.0.1:${portA}`;
-  const a = await startStack({ gatewayPort: portA, env: { CACHE_URL: SHARED_REDIS_URL } });
-  const b = await startStack({ publicUrl, sharedProvider: a.provider, env: { CACHE_URL: SHARED_REDIS_URL } });
-  t.teardown(async () => {
-    await b.close();
-    await a.close();
-  });
+  const { a, b } = await startReplicas(t, SHARED_REDIS_URL);
   const accountKey = accountKeyOf(a.provider.issuer, 'alice');
 
   for (const method of ['GET', 'POST'] as const) {
@@ -166,7 +159,7 @@ t.test('with two replicas sharing Redis, a logout on replica A is refused by rep
     const res =
       method === 'GET'
         ? await fetch(a.url + logoutUrl, { redirect: 'manual', headers: { cookie } })
-        : await fetch(a.url + '/auth/logout', { method: 'POST', redirect: 'manual', headers: { cookie, 'x-csrf': '1', origin: publicUrl } });
+        : await fetch(a.url + '/auth/logout', { method: 'POST', redirect: 'manual', headers: { cookie, 'x-csrf': '1', origin: a.url } });
     t.equal(res.status, 302, `${method} logout on A redirects to the provider`);
 
     const onB = await apiCall(b, '/auth/user', cookie);

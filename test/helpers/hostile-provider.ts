@@ -13,10 +13,9 @@ import { createHash, createPublicKey, randomBytes, type JsonWebKey } from 'node:
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
-import { parseRoutesFile, formatProblem } from '../../src/config/load.js';
-import { createGateway, type Gateway } from '../../src/server.js';
+import type { Gateway } from '../../src/server.js';
 import { CookieJar, followRedirects, type BrowseResponse } from './browserless.js';
-import { LogCapture, freePort } from './stack.js';
+import { freePort, startGatewayFromYaml, type LogCapture } from './stack.js';
 
 export const HOSTILE_CLIENT_ID = 'bff-hostile';
 export const HOSTILE_CLIENT_SECRET = 'hostile-client-secret-0123456789abcdef';
@@ -420,12 +419,7 @@ routes:
     auth: none
 `;
   const env = { CLIENT_SECRET: HOSTILE_CLIENT_SECRET, SESSION_SECRET: opts.sessionSecret ?? SESSION_SECRET, CACHE_KEY };
-  const parsed = parseRoutesFile(yaml, 'routes.yaml', env);
-  if (!parsed.ok) throw new Error(parsed.problems.map(formatProblem).join('\n'));
-  const logs = new LogCapture();
-  const gateway = await createGateway(parsed.config, { logStream: logs });
-  await gateway.discovered;
-  await gateway.app.listen({ host: '127.0.0.1', port });
+  const { gateway, logs } = await startGatewayFromYaml(yaml, env, port);
   return {
     provider,
     apiUpstream,
@@ -434,7 +428,7 @@ routes:
     gateway,
     url,
     publicUrl,
-    cookieName: parsed.config.session.cookieName,
+    cookieName: gateway.deps.config.session.cookieName,
     logs,
     upstreamCount: () => apiUpstream.received.length + internalUpstream.received.length + spaUpstream.received.length,
     async close() {

@@ -151,12 +151,7 @@ ${opts.extraRoutes ?? ''}
     ...opts.env,
     ...extraEnv,
   };
-  const parsed = parseRoutesFile(yaml, 'routes.yaml', env);
-  if (!parsed.ok) throw new Error(parsed.problems.map(formatProblem).join('\n'));
-  const logs = new LogCapture();
-  const gateway = await createGateway(parsed.config, { logStream: logs });
-  await gateway.discovered;
-  await gateway.app.listen({ host: '127.0.0.1', port });
+  const { gateway, logs } = await startGatewayFromYaml(yaml, env, port);
   return {
     provider,
     api,
@@ -172,6 +167,30 @@ ${opts.extraRoutes ?? ''}
       if (!opts.sharedProvider) await provider.close();
     },
   };
+}
+
+/** Parses routes.yaml text as the CLI would, then creates the gateway and listens on `port`. */
+export async function startGatewayFromYaml(yaml: string, env: Record<string, string>, port: number): Promise<{ gateway: Gateway; logs: LogCapture }> {
+  const parsed = parseRoutesFile(yaml, 'routes.yaml', env);
+  if (!parsed.ok) throw new Error(parsed.problems.map(formatProblem).join('\n'));
+  const logs = new LogCapture();
+  const gateway = await createGateway(parsed.config, { logStream: logs });
+  await gateway.discovered;
+  await gateway.app.listen({ host: '127.0.0.1', port });
+  return { gateway, logs };
+}
+
+/** Two gateways sharing one provider and one store, behind one public origin (replica A's). */
+export async function startReplicas(t: { teardown(fn: () => unknown): void }, redisUrl: string): Promise<{ a: Stack; b: Stack }> {
+  const portA = await freePort();
+  const publicUrl = `http://127.0.0.1:${portA}`;
+  const a = await startStack({ gatewayPort: portA, env: { CACHE_URL: redisUrl } });
+  const b = await startStack({ publicUrl, sharedProvider: a.provider, env: { CACHE_URL: redisUrl } });
+  t.teardown(async () => {
+    await b.close();
+    await a.close();
+  });
+  return { a, b };
 }
 
 /** A fetch to the gateway as the SPA makes it: same-origin, with the CSRF header. */
