@@ -15,6 +15,7 @@ import { TokenService } from './tokens/acquire.js';
 import { TokenCache } from './tokens/cache.js';
 import { LocalLock, RedisLock } from './tokens/lock.js';
 import { LifetimeModel } from './tokens/lifetimes.js';
+import { redisInvalidationBus } from './tokens/invalidation.js';
 import { Sealer } from './tokens/sealed.js';
 import { openStore, type Store } from './tokens/store.js';
 
@@ -74,11 +75,12 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   // The lease outlives the slowest provider call the lock can cover.
   const lock = store.redis ? new RedisLock(store.redis, config.identity.timeoutMs * 2 + 5000, config.identity.timeoutMs * 3 + 5000) : new LocalLock();
   const lifetimes = new LifetimeModel(config, (message) => logger.warn(message));
-  const tokens = new TokenService(new TokenCache(store, sealer), identity, lock, lifetimes, {
+  const bus = store.redis ? await redisInvalidationBus(store.redis).catch(() => undefined) : undefined;
+  const tokens = new TokenService(new TokenCache(store, sealer, bus), identity, lock, lifetimes, {
     onProviderCall: (kind, seconds, ok) => metrics.provider.observe({ kind, result: ok ? 'ok' : 'error' }, seconds),
     onWriteConflict: (account) => logger.warn({ account }, 'token cache entry changed during a refresh; kept the other writer\'s entry'),
   });
-  const sessions = new SessionStore(store, sealer, { idleMs: config.session.idleMs, absoluteMs: config.session.absoluteMs });
+  const sessions = new SessionStore(store, sealer, { idleMs: config.session.idleMs, absoluteMs: config.session.absoluteMs }, bus);
   const loginStates = new LoginStateStore(store, sealer);
   const deps: GatewayDeps = {
     config,
@@ -120,6 +122,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       stopped = true;
       await app.close();
       await identity.close?.();
+      await bus?.close();
       await store.close();
     },
   };

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Sealer } from '../tokens/sealed.js';
 import type { Store } from '../tokens/store.js';
 import { L1_TTL_MS, ShortCache } from '../tokens/short-cache.js';
+import type { InvalidationBus } from '../tokens/invalidation.js';
 
 /** The server-side record behind a session cookie: ending it makes the cookie worthless. */
 export interface SessionRecord {
@@ -53,17 +54,49 @@ function storageKey(sessionId: string): string {
 
 export class SessionStore {
   /**
-   * In-process copies, only when this process is the store's sole user: with a shared store
-   * (Redis, several replicas) a logout on one replica must be refused by every other at once.
+   * In-process copies. With a shared store (Redis, several replicas) they are used only while
+   * the invalidation bus is live, so a logout on one replica is refused by every other at once.
    */
   readonly #l1: ShortCache<SessionRecord>;
+  /** Store key → session id of what #l1 holds: invalidations name store keys, never ids. */
+  readonly #idsByKey = new Map<string, string>();
 
   constructor(
     private readonly store: Store,
     private readonly sealer: Sealer,
     readonly timeouts: SessionTimeouts,
+    private readonly bus?: InvalidationBus,
   ) {
-    this.#l1 = new ShortCache<SessionRecord>(store.redis ? 0 : L1_TTL_MS);
+    this.#l1 = new ShortCache<SessionRecord>(store.redis && !bus ? 0 : L1_TTL_MS);
+    bus?.subscribe((key) => {
+      if (key === '*') {
+        this.#l1.clear();
+        this.#idsByKey.clear();
+        return;
+      }
+      const id = this.#idsByKey.get(key);
+      if (id !== undefined) {
+        this.#l1.delete(id);
+        this.#idsByKey.delete(key);
+      }
+    });
+  }
+
+  #remember(sessionId: string, key: string, record: SessionRecord): void {
+    this.#l1.set(sessionId, record);
+    if (!this.bus) return;
+    if (this.#idsByKey.size >= 10_000) {
+      this.#l1.clear();
+      this.#idsByKey.clear();
+    }
+    this.#idsByKey.set(key, sessionId);
+  }
+
+  /** Drops the in-process copy here and, through the bus, on every other replica. */
+  async #forget(sessionId: string, key: string): Promise<void> {
+    this.#l1.delete(sessionId);
+    this.#idsByKey.delete(key);
+    await this.bus?.publish(key).catch(() => undefined);
   }
 
   expiresAt(rec: SessionRecord): number {
@@ -82,13 +115,13 @@ export class SessionStore {
   /** The live record, or undefined when absent, unreadable or timed out (then it is removed). */
   async get(sessionId: string): Promise<{ record: SessionRecord; expired: false } | { record?: SessionRecord; expired: true } | undefined> {
     // The in-process copy is keyed by the id itself: a hit costs no hash, no store, no decryption.
-    let record = this.#l1.get(sessionId);
+    let record = !this.bus || this.bus.live() ? this.#l1.get(sessionId) : undefined;
     if (!record) {
       const key = storageKey(sessionId);
       const text = this.sealer.open(await this.store.get<string>(key), key);
       if (text === undefined) return undefined;
       record = JSON.parse(text) as SessionRecord;
-      this.#l1.set(sessionId, record);
+      this.#remember(sessionId, key, record);
     }
     const now = Date.now();
     if (now >= this.expiresAt(record)) {
@@ -104,8 +137,9 @@ export class SessionStore {
   }
 
   async delete(sessionId: string): Promise<void> {
-    this.#l1.delete(sessionId);
-    await this.store.delete(storageKey(sessionId));
+    const key = storageKey(sessionId);
+    await this.store.delete(key);
+    await this.#forget(sessionId, key);
   }
 
   /** Ends every session of an account; answers how many were live. */
@@ -125,8 +159,8 @@ export class SessionStore {
       const key = storageKey(id);
       const text = this.sealer.open(await this.store.get<string>(key), key);
       if (text !== undefined) ended.push(JSON.parse(text) as SessionRecord);
-      this.#l1.delete(id);
       await this.store.delete(key);
+      await this.#forget(id, key);
     }
     await this.store.delete(indexKey);
     return ended;
@@ -144,6 +178,6 @@ export class SessionStore {
     // Kept until the absolute expiry (as long as the account's tokens), not just the idle one: a
     // cookie that comes back after the idle timeout must find the record to remove those tokens.
     await this.store.set(key, this.sealer.seal(JSON.stringify(rec), key), Math.max(1000, rec.absoluteExpiresAt - Date.now()));
-    this.#l1.set(sessionId, rec);
+    this.#remember(sessionId, key, rec);
   }
 }

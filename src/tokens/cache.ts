@@ -1,6 +1,7 @@
 import type { Sealer } from './sealed.js';
 import type { Store } from './store.js';
 import { L1_TTL_MS, ShortCache } from './short-cache.js';
+import type { InvalidationBus } from './invalidation.js';
 
 export interface CachedToken {
   accessToken: string;
@@ -29,7 +30,13 @@ export class TokenCache {
   constructor(
     private readonly store: Store,
     private readonly sealer: Sealer,
-  ) {}
+    private readonly bus?: InvalidationBus,
+  ) {
+    bus?.subscribe((key) => {
+      if (key === '*') this.#l1.clear();
+      else if (key.startsWith(ACCOUNT)) this.#l1.delete(key.slice(ACCOUNT.length));
+    });
+  }
 
   /**
    * The account's entry. `fromStore` skips the in-process copy: a refresh must start from the
@@ -83,6 +90,8 @@ export class TokenCache {
   async deleteAccount(accountKey: string): Promise<void> {
     this.#l1.delete(accountKey);
     await this.store.delete(ACCOUNT + accountKey);
+    // Other replicas drop their copy now rather than when it times out.
+    await this.bus?.publish(ACCOUNT + accountKey).catch(() => undefined);
   }
 
   async getApp(tokenKey: string): Promise<CachedToken | undefined> {

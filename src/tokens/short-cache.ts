@@ -31,6 +31,10 @@ export class ShortCache<T> {
   delete(key: string): void {
     this.#entries.delete(key);
   }
+
+  clear(): void {
+    this.#entries.clear();
+  }
 }
 
 /** How long a replica may serve what it read without asking the store again. */

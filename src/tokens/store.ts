@@ -110,7 +110,8 @@ export function openStore(url: string): Store {
       }
     },
     async close() {
-      await kv.disconnect().catch(() => undefined);
+      // A graceful quit waits for a server that may be gone: then drop the connection.
+      await withTimeout(kv.disconnect(), 1000).catch(() => redis?.disconnect(true).catch(() => undefined));
     },
   };
 }

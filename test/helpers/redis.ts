@@ -43,7 +43,7 @@ export class DedicatedRedis {
 
   async stop(): Promise<void> {
     const child = this.#child;
-    if (!child || child.exitCode !== null) return;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     await new Promise((r) => {
       child.once('exit', r);
       child.kill('SIGKILL');
