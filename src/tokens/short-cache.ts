@@ -23,9 +23,15 @@ export class ShortCache<T> {
 
   set(key: string, value: T): void {
     if (this.ttlMs <= 0) return;
+    // One TTL for all: insertion order is expiry order, so expired entries sit at the front.
+    const now = Date.now();
+    for (const [k, e] of this.#entries) {
+      if (e.until > now) break;
+      this.#entries.delete(k);
+    }
     this.#entries.delete(key);
     if (this.#entries.size >= this.maxEntries) this.#entries.delete(this.#entries.keys().next().value!);
-    this.#entries.set(key, { value, until: Date.now() + this.ttlMs });
+    this.#entries.set(key, { value, until: now + this.ttlMs });
   }
 
   delete(key: string): void {
