@@ -19,6 +19,7 @@ import type { IdentityBackend } from '../src/identity/types.js';
 import { createLogger } from '../src/logger.js';
 import { createGateway } from '../src/server.js';
 import { newSessionId } from '../src/session/sessions.js';
+import { fakeIdentity } from './fake-identity.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const REPO = resolve(HERE, '..', '..');
@@ -45,22 +46,6 @@ routes:
     scopes: [api.read]
     resource: https://api.bench.test
 `;
-
-function fakeIdentity(issuer: string): IdentityBackend {
-  const no = () => Promise.reject(new Error('not used'));
-  return {
-    issuer,
-    init: async () => undefined,
-    ready: () => true,
-    signInUrl: no,
-    redeemCode: no,
-    refresh: async () => ({ accessToken: randomBytes(560).toString('base64url'), refreshToken: randomBytes(32).toString('base64url'), expiresAt: Date.now() + 3600_000 }),
-    clientCredentials: no,
-    revoke: async () => false,
-    logoutUrl: () => undefined,
-    verifyLogoutToken: no,
-  };
-}
 
 interface Timing {
   name: string;

@@ -8,37 +8,14 @@
  * the gateway's own session store and token service (memory store) and reports how much
  * the process grew. Run with --expose-gc so the figures are after a full collection.
  */
-import { randomBytes } from 'node:crypto';
 import { parseRoutesFile, formatProblem } from '../src/config/load.js';
 import { createGateway } from '../src/server.js';
 import { accountKeyOf } from '../src/identity/oidc.js';
-import type { AccountRef, IdentityBackend, TokenGrant } from '../src/identity/types.js';
+import type { AccountRef } from '../src/identity/types.js';
 import { newSessionId } from '../src/session/sessions.js';
+import { randomBytes } from 'node:crypto';
 import { fatal, send, serveParent } from './ipc.js';
-
-/** Sizes of what a real sign-in stores, as the dev provider issues them (RS256 JWTs). */
-export const FAKE_SIZES = { idToken: 900, refreshToken: 43, accessToken: 750 };
-
-const b64 = (chars: number) => randomBytes(Math.ceil((chars * 3) / 4)).toString('base64url').slice(0, chars);
-
-/** Stands in for the provider in accounts mode: refresh answers at once, nothing else is used. */
-function fakeIdentity(issuer: string): IdentityBackend {
-  const no = () => Promise.reject(new Error('not used by the benchmark'));
-  return {
-    issuer,
-    init: async () => undefined,
-    ready: () => true,
-    signInUrl: no,
-    redeemCode: no,
-    async refresh(): Promise<TokenGrant> {
-      return { accessToken: b64(FAKE_SIZES.accessToken), refreshToken: b64(FAKE_SIZES.refreshToken), expiresAt: Date.now() + 3600_000 };
-    },
-    clientCredentials: no,
-    revoke: async () => false,
-    logoutUrl: () => undefined,
-    verifyLogoutToken: no,
-  };
-}
+import { FAKE_SIZES, b64, fakeIdentity } from './fake-identity.js';
 
 function collect(): NodeJS.MemoryUsage {
   const gc = (globalThis as { gc?: () => void }).gc;

@@ -39,7 +39,8 @@ export interface SampleApi {
   setStatus(code: number | null, headers?: Record<string, string>): void;
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+/** The whole request body as text. */
+export function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));

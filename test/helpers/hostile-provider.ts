@@ -16,6 +16,7 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import type { Gateway } from '../../src/server.js';
 import { CookieJar, followRedirects, type BrowseResponse } from './browserless.js';
 import { freePort, startGatewayFromYaml, type LogCapture } from './stack.js';
+import { readBody } from '../../examples/demo/api.js';
 
 export const HOSTILE_CLIENT_ID = 'bff-hostile';
 export const HOSTILE_CLIENT_SECRET = 'hostile-client-secret-0123456789abcdef';
@@ -98,15 +99,6 @@ export interface HostileProviderOptions {
 
 function b64url(value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url');
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

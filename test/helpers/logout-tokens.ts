@@ -4,11 +4,12 @@
  * or forged with a key of the test's own. Plus a capture proxy that records what the
  * provider delivers before passing it on to the gateway.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
 import type { DevClient, DevProvider } from '../../examples/demo/provider.js';
 import { CLIENT_ID, CLIENT_SECRET } from './stack.js';
+import { readBody } from '../../examples/demo/api.js';
 
 export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
@@ -72,15 +73,6 @@ export interface CaptureProxy {
   /** The logout_token values received, in order. */
   tokens: string[];
   close(): Promise<void>;
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }
 
 /**
