@@ -51,7 +51,16 @@ export function openStore(url: string): Store {
   if (url.startsWith('memory://')) {
     // Keyv's default Map forgets expired entries only when they are read again: abandoned
     // sessions would pile up until restart. This store sweeps them every minute.
-    kv = new Keyv({ store: new KeyvCacheableMemory({ checkInterval: 60_000, useClone: false }), throwOnErrors: true, useKeyPrefix: false });
+    // Values are kept as they are, not as JSON text: every value here is a string (sealed),
+    // a number or a string array never changed in place, and a JSON copy of each costs
+    // ~400 bytes per entry and a parse per read.
+    kv = new Keyv({
+      store: new KeyvCacheableMemory({ checkInterval: 60_000, useClone: false }),
+      throwOnErrors: true,
+      useKeyPrefix: false,
+      serialize: undefined,
+      deserialize: undefined,
+    });
   } else {
     redis = new KeyvRedis(
       {
