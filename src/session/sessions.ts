@@ -178,6 +178,6 @@ export class SessionStore {
     // Kept until the absolute expiry (as long as the account's tokens), not just the idle one: a
     // cookie that comes back after the idle timeout must find the record to remove those tokens.
     await this.store.set(key, this.sealer.seal(JSON.stringify(rec), key), Math.max(1000, rec.absoluteExpiresAt - Date.now()));
-    this.#remember(sessionId, key, rec);
+    // In-process copies are made on reads only: a burst of sign-ins is not held twice.
   }
 }

@@ -58,8 +58,9 @@ export class TokenCache {
     const now = Date.now();
     for (const [k, t] of Object.entries(entry.tokens)) if (t.expiresAt <= now) delete entry.tokens[k];
     this.#l1.delete(accountKey);
+    // Not copied in-process here: copies are for accounts being read (10,000 sign-ins in a
+    // burst would otherwise all be held twice until their copies time out).
     await this.#write(ACCOUNT + accountKey, entry, Math.max(1000, entry.expiresAt - now));
-    this.#l1.set(accountKey, entry);
   }
 
   /** The entry as the store holds it now, with its sealed form for a later compareAndSet. */
@@ -82,9 +83,7 @@ export class TokenCache {
     const now = Date.now();
     for (const [k, t] of Object.entries(entry.tokens)) if (t.expiresAt <= now) delete entry.tokens[k];
     this.#l1.delete(accountKey);
-    const written = await this.store.compareAndSet(key, expectedSealed, this.sealer.seal(JSON.stringify(entry), key), Math.max(1000, entry.expiresAt - now));
-    if (written) this.#l1.set(accountKey, entry);
-    return written;
+    return this.store.compareAndSet(key, expectedSealed, this.sealer.seal(JSON.stringify(entry), key), Math.max(1000, entry.expiresAt - now));
   }
 
   async deleteAccount(accountKey: string): Promise<void> {
