@@ -43,6 +43,8 @@ export interface BenchOptions {
   profile: boolean;
   pin: boolean;
   gatewayLogLevel?: string;
+  /** Start, sign in, print where everything is and wait (for strace, perf or a manual load generator). */
+  hold?: boolean;
   /** Self-test of the bearer check: treat the bare proxy as if it had to inject a token (it must then fail). */
   expectBearerFromBare?: boolean;
 }
@@ -67,6 +69,8 @@ const USAGE = `usage: npm run bench -- [options]
                        write DIR/profiles/*.cpuprofile and summarise them in the results
                        (CPU figures of such a run include the profiler's overhead)
   --gateway-log-level L  override the gateway's log level (default: info, as deployed)
+  --hold               start and sign in, print each target's URL, PID and cookie, then wait
+                       for Ctrl-C (to look at the processes with strace, perf, …)
   --no-pin             do not pin processes to cores
   --out-dir DIR        where results go (default bench/results)
   --expect-bearer-from-bare  self-test: the bare proxy injects no token, so this must fail`;
@@ -132,6 +136,9 @@ export function parseArgs(argv: string[]): BenchOptions {
         break;
       case '--gateway-log-level':
         opts.gatewayLogLevel = String(next());
+        break;
+      case '--hold':
+        opts.hold = true;
         break;
       case '--expect-bearer-from-bare':
         opts.expectBearerFromBare = true;
@@ -496,7 +503,7 @@ function gitState(): BenchReport['code'] {
 // ---------------------------------------------------------------------------------------
 // Main
 
-export async function runBench(opts: BenchOptions): Promise<BenchReport> {
+export async function runBench(opts: BenchOptions): Promise<BenchReport | undefined> {
   const cores = availableParallelism();
   const pin = opts.pin && cores >= 2 && hasTaskset();
   if (pin) spawnSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
@@ -567,6 +574,12 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     // The bare proxy gets the same request headers as the gateway (it forwards them).
     targets[0]!.cookie = targets[1]!.cookie;
 
+    if (opts.hold) {
+      for (const t of targets) process.stdout.write(`${t.name}\t${t.url}/api/small\tpid ${t.handle.pid}\n`);
+      process.stdout.write(`cookie\t${targets[1]!.cookie}\nupstream pid ${upstream.pid}; Ctrl-C ends\n`);
+      await new Promise<void>((done) => process.once('SIGINT', done).once('SIGTERM', done));
+      return;
+    }
     if (opts.warmupMs > 0) {
       log(`warming up (${opts.warmupMs} ms per target and body)`);
       for (const t of targets) for (const body of opts.bodies) await load(`${t.url}/api/${body}`, 10, opts.warmupMs, { cookie: t.cookie, 'x-csrf': '1' });
