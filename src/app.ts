@@ -5,12 +5,12 @@ import type { Logger } from 'pino';
 import type { GatewayDeps } from './http/gateway-deps.js';
 import { authRoutes } from './http/auth-routes.js';
 import { opsRoutes } from './http/ops-routes.js';
-import { Problems, installProblemHandlers, sendProblem } from './http/problems.js';
+import { installProblemHandlers, sendProblem } from './http/problems.js';
 import { proxyRoutes } from './http/proxy-routes.js';
-import { isPlainPath } from './http/request-path.js';
+import { LIMITS, requestRefusal } from './http/request-guard.js';
+import { SessionCookieReader, type SessionCookieCodec } from './http/session-cookie.js';
 
-/** Header, URL and body limits: oversized input is refused before any token work. */
-export const LIMITS = { maxHeaderSize: 16 * 1024, maxUrlLength: 8 * 1024, bodyLimit: 10 * 1024 * 1024 };
+export { LIMITS };
 
 function sessionKeys(secrets: readonly string[]): Buffer[] {
   return secrets.map((s) => Buffer.from(hkdfSync('sha256', Buffer.from(s), Buffer.from('bff-gateway'), Buffer.from('session-cookie'), 32)));
@@ -33,26 +33,9 @@ export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<Fasti
     genReqId: () => crypto.randomUUID(),
     routerOptions: { maxParamLength: 1000 },
   });
-  installProblemHandlers(app);
+  installProblemHandlers(app, requestRefusal);
 
-  // Callback-style hooks: they run on every request, and need no promise of their own.
-  app.addHook('onRequest', (request, reply, done) => {
-    if (request.url.length > LIMITS.maxUrlLength) {
-      sendProblem(reply, Object.assign(new Error('URI too long'), { statusCode: 414 }) as never);
-      return;
-    }
-    // Proxied routes stream the body and never apply bodyLimit: refuse a declared oversize
-    // body here, before the route's token work (a chunked body is not covered; see SECURITY.md).
-    if (Number(request.headers['content-length']) > LIMITS.bodyLimit) {
-      sendProblem(reply, Object.assign(new Error('Payload too large'), { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' }) as never);
-      return;
-    }
-    if (!isPlainPath(request.url)) {
-      sendProblem(reply, new Problems.BadPath());
-      return;
-    }
-    done();
-  });
+  // Callback-style hook: it runs on every request and needs no promise of its own.
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.config.bffRoute?.name ?? (request.routeOptions.url?.startsWith('/auth/') ? 'auth' : 'gateway');
     deps.metrics.observeRequest(route, reply.statusCode, reply.elapsedTime / 1000);
@@ -62,15 +45,38 @@ export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<Fasti
     done();
   });
 
-  await app.register(secureSession, {
-    key: sessionKeys(config.session.secrets),
-    cookieName: config.session.cookieName,
-    expiry: Math.ceil(config.session.absoluteMs / 1000),
-    cookie: { path: '/', httpOnly: true, secure: config.secure, sameSite: 'lax', maxAge: Math.ceil(config.session.absoluteMs / 1000) },
-  });
+  // Proxy routes check requests first thing in their preHandler; the auth and ops endpoints
+  // here, and a path no route serves in the not-found handler.
+  const guard = (scope: FastifyInstance) =>
+    scope.addHook('onRequest', (request, reply, done) => {
+      const refusal = requestRefusal(request);
+      if (refusal) sendProblem(reply, refusal);
+      else done();
+    });
 
-  await app.register(async (scope) => authRoutes(scope, deps));
-  await app.register(async (scope) => opsRoutes(scope, deps, { metrics: config.metricsPort === undefined }));
-  await app.register(async (scope) => proxyRoutes(scope, deps));
+  let codec: SessionCookieCodec | undefined;
+  // The session plugin's hooks run for the auth endpoints only: proxy routes read the cookie
+  // on demand (SessionCookieReader) rather than decrypt it in a hook on every API call.
+  await app.register(async (scope) => {
+    guard(scope);
+    await scope.register(secureSession, {
+      key: sessionKeys(config.session.secrets),
+      cookieName: config.session.cookieName,
+      expiry: Math.ceil(config.session.absoluteMs / 1000),
+      cookie: { path: '/', httpOnly: true, secure: config.secure, sameSite: 'lax', maxAge: Math.ceil(config.session.absoluteMs / 1000) },
+    });
+    codec = {
+      decode: (value) => scope.decodeSecureSession(value),
+      encode: (data) => scope.encodeSecureSession(scope.createSecureSession(data)),
+    };
+    await authRoutes(scope, deps);
+  });
+  await app.register(async (scope) => {
+    guard(scope);
+    await opsRoutes(scope, deps, { metrics: config.metricsPort === undefined });
+  });
+  const sessionCookie = new SessionCookieReader(config.session.cookieName, codec!);
+  app.decorate('sessionCookie', sessionCookie);
+  await app.register(async (scope) => proxyRoutes(scope, deps, sessionCookie));
   return app;
 }

@@ -132,7 +132,7 @@ export async function authRoutes(app: FastifyInstance, deps: GatewayDeps): Promi
   });
 
   app.get('/auth/user', async (request, reply) => {
-    const found = await lookupSession(request, sessions).catch((err) => {
+    const found = await lookupSession(request.session.get('s'), sessions).catch((err) => {
       throw asProblem(err);
     });
     if (found.kind !== 'active') {
@@ -150,7 +150,7 @@ export async function authRoutes(app: FastifyInstance, deps: GatewayDeps): Promi
   });
 
   const logout = async (request: FastifyRequest, reply: FastifyReply) => {
-    const found = await lookupSession(request, sessions).catch((err) => {
+    const found = await lookupSession(request.session.get('s'), sessions).catch((err) => {
       throw asProblem(err);
     });
     if (request.method === 'POST') {

@@ -1,5 +1,5 @@
 import createError from '@fastify/error';
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /**
  * Typed errors with stable codes. `error` in the problem+json body is the code without
@@ -77,12 +77,13 @@ function httpTitle(status: number): string {
 }
 
 /** The one place errors become responses. */
-export function installProblemHandlers(app: FastifyInstance): void {
+export function installProblemHandlers(app: FastifyInstance, refusal: (request: FastifyRequest) => FastifyError | undefined = () => undefined): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const status = err.statusCode ?? 500;
     if (status >= 500 && !err.code?.startsWith('BFF_')) request.log.error({ err }, 'request failed');
     else request.log.debug({ code: err.code }, 'request refused');
     return sendProblem(reply, err);
   });
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, new Problems.NotFound()));
+  // A path no route serves is still checked first: a bad path is a 400 wherever it points.
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, refusal(request) ?? new Problems.NotFound()));
 }

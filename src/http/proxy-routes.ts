@@ -8,6 +8,8 @@ import { claimsFromChallenge } from './claims-challenge.js';
 import { asProblem, loginUrlFor } from './auth-routes.js';
 import { Problems, withExtras } from './problems.js';
 import { isCrossSite, lookupSession } from './session-context.js';
+import { requestRefusal } from './request-guard.js';
+import type { SessionCookieReader } from './session-cookie.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -42,13 +44,13 @@ interface RouteLoginUrls {
 }
 
 /** Chooses the route's token; throws the problem the SPA sees when there is none. */
-async function routeToken(request: FastifyRequest, route: CompiledRoute, urls: RouteLoginUrls, deps: GatewayDeps): Promise<string | null> {
+async function routeToken(request: FastifyRequest, route: CompiledRoute, urls: RouteLoginUrls, deps: GatewayDeps, sessionCookie: SessionCookieReader): Promise<string | null> {
   if (route.auth === 'none') return null;
   let outcome: TokenOutcome;
   if (route.auth === 'client') {
     outcome = await deps.tokens.forApp(route);
   } else {
-    const found = await lookupSession(request, deps.sessions).catch((err) => {
+    const found = await lookupSession(sessionCookie.sessionId(request), deps.sessions).catch((err) => {
       throw asProblem(err);
     });
     if (found.kind === 'active') {
@@ -83,7 +85,7 @@ async function routeToken(request: FastifyRequest, route: CompiledRoute, urls: R
   }
 }
 
-export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Promise<void> {
+export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps, sessionCookie: SessionCookieReader): Promise<void> {
   const { config } = deps;
   const publicOrigin = new URL(config.publicUrl).origin;
   const cookieNames = [config.session.cookieName];
@@ -97,6 +99,8 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
     };
     const claimsLoginUrl = `${urls.consent}&claims=`;
     const preHandler = async (request: FastifyRequest) => {
+      const refusal = requestRefusal(request);
+      if (refusal) throw refusal;
       if (route.methods && !route.methods.has(request.method)) throw new Problems.MethodNotAllowed();
       if (route.auth !== 'none') {
         if (isCrossSite(request, publicOrigin)) throw new Problems.CrossSite();
@@ -111,7 +115,7 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps): Prom
           throw new Problems.CsrfRequired(route.csrfHeader);
         }
       }
-      request.bffToken = await routeToken(request, route, urls, deps);
+      request.bffToken = await routeToken(request, route, urls, deps, sessionCookie);
       request.bffUpstreamStart = performance.now();
     };
     const rewriteRequestHeaders = (request: FastifyRequest, headers: Record<string, string | string[] | undefined>) => {

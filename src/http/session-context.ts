@@ -16,9 +16,8 @@ export type SessionLookup =
   | { kind: 'expired'; accountKey?: string }
   | { kind: 'none' };
 
-/** Reads the session the cookie names; a store failure propagates (fail closed). */
-export async function lookupSession(request: FastifyRequest, sessions: SessionStore): Promise<SessionLookup> {
-  const id = request.session.get('s');
+/** Reads the session a cookie's id names; a store failure propagates (fail closed). */
+export async function lookupSession(id: unknown, sessions: SessionStore): Promise<SessionLookup> {
   if (typeof id !== 'string') return { kind: 'none' };
   const found = await sessions.get(id);
   if (!found) return { kind: 'expired' };

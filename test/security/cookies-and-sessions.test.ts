@@ -21,7 +21,7 @@ async function signInAs(subject: string, target: HostileStack = stack) {
 function sessionOf(cookieHeader: string): { s?: unknown; b?: unknown } | null {
   const pair = cookieHeader.split('; ').find((p) => p.startsWith(`${NAME}=`));
   if (!pair) return null;
-  const session = stack.gateway.app.decodeSecureSession(decodeURIComponent(pair.slice(NAME.length + 1)));
+  const session = stack.gateway.app.sessionCookie.codec.decode(decodeURIComponent(pair.slice(NAME.length + 1)));
   return session ? { s: session.get('s'), b: session.get('b') } : null;
 }
 
@@ -93,7 +93,7 @@ t.test('tampered, truncated, foreign-key, huge and many-chunk session cookies an
 
 t.test('a correctly encrypted cookie naming a session id the gateway never issued is no session', async (t) => {
   const app = stack.gateway.app;
-  const forged = app.encodeSecureSession(app.createSecureSession({ s: 'A'.repeat(43) }));
+  const forged = app.sessionCookie.codec.encode({ s: 'A'.repeat(43) });
   const res = await spaCall(stack, '/auth/user', `${NAME}=${encodeURIComponent(forged)}`);
   t.equal(res.status, 401, 'a valid cookie is not enough: the session record must exist');
 });
