@@ -34,6 +34,8 @@ export class GatewayMetrics {
   readonly sessions = new Counter({ name: 'bff_sessions_total', help: 'Sessions started and ended, by event', labelNames: ['event'] as const, registers: [this.registry] });
 
   readonly #requestChildren = new Map<string, { count: { inc(): void }; seconds: { observe(v: number): void } }>();
+  readonly #tokenChildren = new Map<string, { inc(): void }>();
+  readonly #upstreamChildren = new Map<string, { observe(v: number): void }>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -50,5 +52,26 @@ export class GatewayMetrics {
     }
     child.count.inc();
     child.seconds.observe(seconds);
+  }
+
+  /** Counts one route token acquisition by how it ended. */
+  tokenOutcome(route: string, outcome: string): void {
+    const key = `${route}\0${outcome}`;
+    let child = this.#tokenChildren.get(key);
+    if (!child) {
+      child = this.tokens.labels({ route, outcome });
+      this.#tokenChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  /** Times one route's upstream answer (to its response headers). */
+  upstreamSeconds(route: string, seconds: number): void {
+    let child = this.#upstreamChildren.get(route);
+    if (!child) {
+      child = this.upstream.labels({ route });
+      this.#upstreamChildren.set(route, child);
+    }
+    child.observe(seconds);
   }
 }

@@ -59,19 +59,19 @@ async function routeToken(request: FastifyRequest, route: CompiledRoute, urls: R
       outcome = await deps.tokens.forApp(route);
     } else {
       if (found.kind === 'expired' && found.accountKey) await deps.tokens.removeAccount(found.accountKey).catch(() => undefined);
-      deps.metrics.tokens.inc({ route: route.name, outcome: 'no_session' });
+      deps.metrics.tokenOutcome(route.name, 'no_session');
       throw withExtras(new Problems.SessionExpired(), { loginUrl: urls.signIn });
     }
   }
   switch (outcome.kind) {
     case 'bearer':
-      deps.metrics.tokens.inc({ route: route.name, outcome: outcome.source });
+      deps.metrics.tokenOutcome(route.name, outcome.source);
       return outcome.token;
     case 'none':
-      deps.metrics.tokens.inc({ route: route.name, outcome: 'none' });
+      deps.metrics.tokenOutcome(route.name, 'none');
       throw withExtras(new Problems.SessionExpired(), { loginUrl: urls.signIn });
     case 'error':
-      deps.metrics.tokens.inc({ route: route.name, outcome: outcome.code });
+      deps.metrics.tokenOutcome(route.name, outcome.code);
       switch (outcome.code) {
         case 'consent_required':
           throw withExtras(new Problems.ConsentRequired(), { loginUrl: urls.consent, scopes: route.scopes });
@@ -154,14 +154,14 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps, sessi
         // Upstream answers (503s included) pass through as they are: no silent retries.
         retryDelay: () => null,
         onResponse: (request: FastifyRequest, reply: FastifyReply, res: { statusCode: number; headers: Record<string, string | string[] | undefined>; stream: NodeJS.ReadableStream & { destroy(): void } }) => {
-          deps.metrics.upstream.observe({ route: route.name }, (performance.now() - request.bffUpstreamStart) / 1000);
+          deps.metrics.upstreamSeconds(route.name, (performance.now() - request.bffUpstreamStart) / 1000);
           const claims = res.statusCode === 401 && request.bffToken && route.auth !== 'client' ? claimsFromChallenge(res.headers['www-authenticate']) : undefined;
           if (claims) {
             // The API wants a fresh sign-in with more claims (CAE, step-up): a silent refresh
             // cannot satisfy that, so the SPA gets a loginUrl that carries the claims.
             res.stream.destroy();
             for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
-            deps.metrics.tokens.inc({ route: route.name, outcome: 'claims_challenge' });
+            deps.metrics.tokenOutcome(route.name, 'claims_challenge');
             const loginUrl = claimsLoginUrl + encodeURIComponent(claims);
             return reply.send(withExtras(new Problems.ClaimsChallenge(), { loginUrl, scopes: route.scopes }));
           }
