@@ -37,26 +37,73 @@ export function createLogger(opts: { level: string; pretty: boolean }, stream?: 
   if (opts.pretty) {
     return pino({ ...options, transport: { target: 'pino/file', options: { destination: 1 } } });
   }
-  return pino(options, batchedDestination(1));
+  return pino(options, new BatchedLines(1));
 }
 
-/** Bytes of log lines held before a write; a line waits at most FLUSH_EVERY_MS. */
-const LOG_BUFFER_BYTES = 4096;
+/** Bytes of log lines joined into one write; a line waits at most FLUSH_EVERY_MS. */
+const BATCH_BYTES = 16 * 1024;
 const FLUSH_EVERY_MS = 250;
 
+const open = new Set<BatchedLines>();
+let exitHookInstalled = false;
+
 /**
- * A file descriptor (standard output in production), written in batches. pino's default
- * destination hands every line to a libuv thread as a write of its own, which under load
- * costs more CPU than the rest of the request's logging (a thread wake-up and a system call
- * per line). Lines are written once 4 KiB are waiting, or after at most 250 ms; pino flushes
- * what is left synchronously at exit.
+ * A file descriptor (standard output in production) for pino, written in batches of whole
+ * lines. pino's default destination hands every line to a libuv thread as a write of its own,
+ * and sonic-boom's own `minLength` buffering measures its growing buffer string on every
+ * line; under load either costs more CPU than the rest of the request's logging. Here lines
+ * are collected in an array and joined into one write once 16 KiB are waiting, or after at
+ * most 250 ms; at exit (crash included) what is left is written synchronously.
  */
-export function batchedDestination(fd: number): DestinationStream & { flushSync(): void } {
-  const dest = pino.destination({ dest: fd, minLength: LOG_BUFFER_BYTES, sync: false });
-  const timer = setInterval(() => {
-    // `_len` is sonic-boom's count of bytes waiting; when it is gone, flush anyway.
-    if ((dest as unknown as { _len?: number })._len !== 0) dest.flush();
-  }, FLUSH_EVERY_MS).unref();
-  dest.once('close', () => clearInterval(timer));
-  return dest;
+export class BatchedLines implements DestinationStream {
+  #lines: string[] = [];
+  #bytes = 0;
+  readonly #out: ReturnType<typeof pino.destination>;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(fd: number) {
+    this.#out = pino.destination({ dest: fd, sync: false });
+    this.#timer = setInterval(() => this.flush(), FLUSH_EVERY_MS).unref();
+    open.add(this);
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      // Ahead of pino's own exit hook, which ends the destination after flushing it.
+      process.prependListener('exit', () => {
+        for (const batch of open) batch.flushSync();
+      });
+    }
+  }
+
+  write(line: string): void {
+    this.#lines.push(line);
+    this.#bytes += line.length;
+    if (this.#bytes >= BATCH_BYTES) this.flush();
+  }
+
+  /** Hands what is waiting to the writer (asynchronously); pino's `logger.flush(cb)` lands here. */
+  flush(cb?: (err?: Error) => void): void {
+    if (this.#lines.length > 0) {
+      const chunk = this.#lines.join('');
+      this.#lines = [];
+      this.#bytes = 0;
+      this.#out.write(chunk);
+    }
+    if (cb) this.#out.flush(cb);
+  }
+
+  /** Writes everything now, on this thread. */
+  flushSync(): void {
+    this.flush();
+    try {
+      this.#out.flushSync();
+    } catch {
+      // Not open yet, or already closed: nothing more can be written.
+    }
+  }
+
+  close(): void {
+    this.flushSync();
+    clearInterval(this.#timer);
+    open.delete(this);
+  }
 }

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { batchedDestination, createLogger } from '../src/logger.js';
+import { BatchedLines, createLogger } from '../src/logger.js';
 
 const LOGGER = resolve('dist/src/logger.js');
 
@@ -20,9 +20,9 @@ t.test('a lone log line reaches the file without more lines behind it', async (t
   const dir = mkdtempSync(join(tmpdir(), 'bff-log-'));
   const file = join(dir, 'out.log');
   const fd = openSync(file, 'w');
-  const dest = batchedDestination(fd);
+  const dest = new BatchedLines(fd);
   t.teardown(() => {
-    dest.flushSync();
+    dest.close();
     closeSync(fd);
     rmSync(dir, { recursive: true, force: true });
   });
