@@ -98,25 +98,55 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps, sessi
       consent: `/auth/login?scopes=${encodeURIComponent(route.scopes.join(' '))}`,
     };
     const claimsLoginUrl = `${urls.consent}&claims=`;
-    const preHandler = async (request: FastifyRequest) => {
+    /** What is refused before any token work; undefined when the request may go on. */
+    const refusalOf = (request: FastifyRequest): Error | undefined => {
       const refusal = requestRefusal(request);
-      if (refusal) throw refusal;
-      if (route.methods && !route.methods.has(request.method)) throw new Problems.MethodNotAllowed();
-      if (route.auth !== 'none') {
-        if (isCrossSite(request, publicOrigin)) throw new Problems.CrossSite();
-        // A body of unknown length cannot be held to the size limit before the token work
-        // (browsers always declare it): refuse it rather than stream it upstream unbounded.
-        if (request.headers['transfer-encoding'] !== undefined && request.headers['content-length'] === undefined) throw new Problems.LengthRequired();
-        if (request.headers.upgrade?.toLowerCase() === 'websocket') {
-          // Browsers cannot add headers to a WebSocket handshake but always send Origin:
-          // requiring our own origin is the CSRF defence (cross-site WebSocket hijacking).
-          if (request.headers.origin !== publicOrigin) throw new Problems.CrossSite();
-        } else if (route.csrfHeader && request.headers[route.csrfHeader] !== '1') {
-          throw new Problems.CsrfRequired(route.csrfHeader);
-        }
+      if (refusal) return refusal;
+      if (route.methods && !route.methods.has(request.method)) return new Problems.MethodNotAllowed();
+      if (route.auth === 'none') return undefined;
+      if (isCrossSite(request, publicOrigin)) return new Problems.CrossSite();
+      // A body of unknown length cannot be held to the size limit before the token work
+      // (browsers always declare it): refuse it rather than stream it upstream unbounded.
+      if (request.headers['transfer-encoding'] !== undefined && request.headers['content-length'] === undefined) return new Problems.LengthRequired();
+      if (request.headers.upgrade?.toLowerCase() === 'websocket') {
+        // Browsers cannot add headers to a WebSocket handshake but always send Origin:
+        // requiring our own origin is the CSRF defence (cross-site WebSocket hijacking).
+        if (request.headers.origin !== publicOrigin) return new Problems.CrossSite();
+      } else if (route.csrfHeader && request.headers[route.csrfHeader] !== '1') {
+        return new Problems.CsrfRequired(route.csrfHeader);
       }
-      request.bffToken = await routeToken(request, route, urls, deps, sessionCookie);
-      request.bffUpstreamStart = performance.now();
+      return undefined;
+    };
+    const usesSession = route.auth === 'user' || route.auth === 'user-or-client';
+    /** The token when in-process copies of the session and the account answer alone; else undefined. */
+    const cachedUserToken = (request: FastifyRequest): string | undefined => {
+      const id = sessionCookie.sessionId(request);
+      const record = id === undefined ? undefined : deps.sessions.peek(id);
+      const token = record && deps.tokens.cachedForUser(record.accountKey, route);
+      if (token !== undefined) deps.metrics.tokenOutcome(route.name, 'cache');
+      return token;
+    };
+    const cachedAppToken = (): string | undefined => {
+      const token = deps.tokens.cachedForApp(route);
+      if (token !== undefined) deps.metrics.tokenOutcome(route.name, 'cache');
+      return token;
+    };
+    // Callback style: the common cases (no token needed, a cached one) finish without a promise;
+    // anything else takes the full path (store, refresh, problems) in routeToken.
+    const preHandler = (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
+      const refusal = refusalOf(request);
+      if (refusal) return done(refusal);
+      const cached = usesSession ? cachedUserToken(request) : route.auth === 'client' ? cachedAppToken() : undefined;
+      if (route.auth === 'none' || cached !== undefined) {
+        request.bffToken = cached ?? null;
+        request.bffUpstreamStart = performance.now();
+        return done();
+      }
+      routeToken(request, route, urls, deps, sessionCookie).then((token) => {
+        request.bffToken = token;
+        request.bffUpstreamStart = performance.now();
+        done();
+      }, done);
     };
     const rewriteRequestHeaders = (request: FastifyRequest, headers: Record<string, string | string[] | undefined>) => {
       const out = upstreamRequestHeaders(headers, {

@@ -99,6 +99,24 @@ export class SessionStore {
     await this.bus?.publish(key).catch(() => undefined);
   }
 
+  /** How stale lastSeenAt may get before a request writes it back (the idle timeout slides). */
+  get #slideAfterMs(): number {
+    return Math.min(60_000, this.timeouts.idleMs / 10);
+  }
+
+  /**
+   * The live record when the in-process copy answers alone: present, trusted (bus live), not
+   * timed out and with no idle-timeout write due. Otherwise undefined, and get() decides.
+   */
+  peek(sessionId: string): SessionRecord | undefined {
+    if (this.bus && !this.bus.live()) return undefined;
+    const record = this.#l1.get(sessionId);
+    if (!record) return undefined;
+    const now = Date.now();
+    if (now >= this.expiresAt(record) || now - record.lastSeenAt > this.#slideAfterMs) return undefined;
+    return record;
+  }
+
   expiresAt(rec: SessionRecord): number {
     return Math.min(rec.absoluteExpiresAt, rec.lastSeenAt + this.timeouts.idleMs);
   }
@@ -129,7 +147,7 @@ export class SessionStore {
       return { record, expired: true };
     }
     // Slide the idle timeout without a write on every request.
-    if (now - record.lastSeenAt > Math.min(60_000, this.timeouts.idleMs / 10)) {
+    if (now - record.lastSeenAt > this.#slideAfterMs) {
       record.lastSeenAt = now;
       await this.#write(sessionId, record);
     }

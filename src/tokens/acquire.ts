@@ -44,6 +44,18 @@ export class TokenService {
     return { accessToken: grant.accessToken, expiresAt: grant.expiresAt, refreshAt: grant.expiresAt - this.lifetimes.skewFor(grant.expiresAt - Date.now()) };
   }
 
+  /** The route's access token when the in-process copy holds a fresh one; else undefined (use forUser). */
+  cachedForUser(accountKey: string, route: RouteToken): string | undefined {
+    const cached = this.cache.peekAccount(accountKey)?.tokens[route.tokenKey];
+    return cached && this.#fresh(cached) ? cached.accessToken : undefined;
+  }
+
+  /** The app token for the route when the in-process copy holds a fresh one; else undefined (use forApp). */
+  cachedForApp(route: RouteToken): string | undefined {
+    const cached = this.cache.peekApp(route.tokenKey);
+    return cached && this.#fresh(cached) ? cached.accessToken : undefined;
+  }
+
   async forUser(account: AccountRef, route: RouteToken): Promise<TokenOutcome> {
     let entry: AccountEntry | undefined;
     try {
@@ -111,7 +123,7 @@ export class TokenService {
     return this.#shared(`app\n${route.tokenKey}`, () =>
       this.lock.run(`app:${route.tokenKey}`, async () => {
         try {
-          const again = await this.cache.getApp(route.tokenKey);
+          const again = await this.cache.getApp(route.tokenKey, true);
           if (again && this.#fresh(again)) return bearer(again.accessToken, again.expiresAt, 'cache');
         } catch (err) {
           return storeError(err);

@@ -26,6 +26,7 @@ const APP = 'app:';
 /** The per-account token cache: sealed entries in the store, a miss for anything unreadable. */
 export class TokenCache {
   readonly #l1 = new ShortCache<AccountEntry>(L1_TTL_MS);
+  readonly #appL1 = new ShortCache<CachedToken>(L1_TTL_MS);
 
   constructor(
     private readonly store: Store,
@@ -33,8 +34,10 @@ export class TokenCache {
     private readonly bus?: InvalidationBus,
   ) {
     bus?.subscribe((key) => {
-      if (key === '*') this.#l1.clear();
-      else if (key.startsWith(ACCOUNT)) this.#l1.delete(key.slice(ACCOUNT.length));
+      if (key === '*') {
+        this.#l1.clear();
+        this.#appL1.clear();
+      } else if (key.startsWith(ACCOUNT)) this.#l1.delete(key.slice(ACCOUNT.length));
     });
   }
 
@@ -52,6 +55,11 @@ export class TokenCache {
     if (entry) this.#l1.set(accountKey, entry);
     else this.#l1.delete(accountKey);
     return entry;
+  }
+
+  /** The in-process copy of the account's entry, if there is one; never reads the store. */
+  peekAccount(accountKey: string): AccountEntry | undefined {
+    return this.#l1.get(accountKey);
   }
 
   async setAccount(accountKey: string, entry: AccountEntry): Promise<void> {
@@ -93,11 +101,24 @@ export class TokenCache {
     await this.bus?.publish(ACCOUNT + accountKey).catch(() => undefined);
   }
 
-  async getApp(tokenKey: string): Promise<CachedToken | undefined> {
-    return this.#read<CachedToken>(APP + tokenKey);
+  /** The app token for these scopes; `fromStore` skips the in-process copy (under the lock). */
+  async getApp(tokenKey: string, fromStore = false): Promise<CachedToken | undefined> {
+    if (!fromStore) {
+      const hit = this.#appL1.get(tokenKey);
+      if (hit) return hit;
+    }
+    const token = await this.#read<CachedToken>(APP + tokenKey);
+    if (token) this.#appL1.set(tokenKey, token);
+    return token;
+  }
+
+  /** The in-process copy of an app token, if there is one; never reads the store. */
+  peekApp(tokenKey: string): CachedToken | undefined {
+    return this.#appL1.get(tokenKey);
   }
 
   async setApp(tokenKey: string, token: CachedToken): Promise<void> {
+    this.#appL1.delete(tokenKey);
     await this.#write(APP + tokenKey, token, Math.max(1000, token.expiresAt - Date.now()));
   }
 

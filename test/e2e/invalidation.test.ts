@@ -34,6 +34,18 @@ t.test('with Redis, repeated requests of a session are served from the in-proces
   t.equal(after.status, 401, 'replica B refuses the session at once, though it held a copy');
 });
 
+t.test('with Redis, repeated calls to a client-credentials route read the app token from the in-process copy, not Redis each time', async (t) => {
+  const redis = await DedicatedRedis.start();
+  t.teardown(() => redis.stop());
+  const stack = await startStack({ env: { CACHE_URL: redis.url } });
+  t.teardown(() => stack.close());
+  t.equal((await apiCall(stack, '/app-api/x', '')).status, 200);
+  const before = redisGets(redis.port);
+  for (let i = 0; i < 10; i++) t.equal((await apiCall(stack, '/app-api/x', '')).status, 200);
+  t.ok(redisGets(redis.port) - before <= 2, `10 requests made ${redisGets(redis.port) - before} GETs, not one per request`);
+  t.equal(stack.api.received.at(-1)?.verifyError, undefined, 'the upstream verified the app token');
+});
+
 t.test('when the invalidation channel is lost, replicas stop trusting their copies: Redis down is a 503, never a stale session', async (t) => {
   const redis = await DedicatedRedis.start();
   t.teardown(() => redis.stop());
