@@ -37,7 +37,9 @@ export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<Fasti
 
   // Callback-style hook: it runs on every request and needs no promise of its own.
   app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.config.bffRoute?.name ?? (request.routeOptions.url?.startsWith('/auth/') ? 'auth' : 'gateway');
+    // routeOptions is a getter that builds a new object: read it once.
+    const { config: routeConfig, url } = request.routeOptions;
+    const route = routeConfig.bffRoute?.name ?? (url?.startsWith('/auth/') ? 'auth' : 'gateway');
     deps.metrics.observeRequest(route, reply.statusCode, reply.elapsedTime / 1000);
     const q = request.url.indexOf('?');
     // One line per request; the query string is left out (it carries codes and state).
