@@ -8,15 +8,16 @@
  *   npm run build && node dist/bench/components.js [--iterations 20000]
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { FastifyRequest } from 'fastify';
 import pino from 'pino';
 import { parseRoutesFile, formatProblem } from '../src/config/load.js';
 import { upstreamRequestHeaders } from '../src/http/headers.js';
 import { accountKeyOf } from '../src/identity/oidc.js';
 import type { IdentityBackend } from '../src/identity/types.js';
-import { createLogger } from '../src/logger.js';
+import { BatchedLines, createLogger } from '../src/logger.js';
 import { createGateway } from '../src/server.js';
 import { newSessionId } from '../src/session/sessions.js';
 import { fakeIdentity } from './fake-identity.js';
@@ -98,7 +99,7 @@ export async function measureComponents(iterations: number): Promise<Timing[]> {
   await deps.tokens.storeSignIn(account, randomBytes(32).toString('base64url'), record.absoluteExpiresAt);
   const first = await deps.tokens.forUser(account, route);
   if (first.kind !== 'bearer') throw new Error('no token');
-  const cookieValue = app.encodeSecureSession(app.createSecureSession({ s: sessionId }));
+  const cookieValue = app.sessionCookie.codec.encode({ s: sessionId });
   const cookieHeader = `${config.session.cookieName}=${encodeURIComponent(cookieValue)}`;
   // What autocannon sends in the benchmark, and what a browser's fetch() sends.
   const benchHeaders = { host: '127.0.0.1:8080', cookie: cookieHeader, 'x-csrf': '1', connection: 'keep-alive' };
@@ -124,28 +125,30 @@ export async function measureComponents(iterations: number): Promise<Timing[]> {
   const results: Timing[] = [];
   const add = async (name: string, what: string, fn: () => unknown) => results.push({ name, what, us: await time(iterations, fn) });
 
-  // The logger exactly as the gateway builds it (redaction paths, ISO time), writing to /dev/null.
-  const logger = createLogger(config.logging, devnull);
+  // The logger as the gateway builds it (redaction paths, epoch time, batched writes), to /dev/null.
+  const logger = createLogger(config.logging, new BatchedLines(openSync('/dev/null', 'w')));
   let n = 0;
-  await add('access log line', 'Fastify\'s per-request child logger + the onResponse hook\'s info line (pino, redact, isoTime, sync write to /dev/null)', () => {
+  await add('access log line', 'Fastify\'s per-request child logger + the onResponse hook\'s info line (pino, redact, batched write to /dev/null)', () => {
     logger.child({ reqId: randomUUID() }).info({ method: 'GET', path: '/api/small', route: 'api', status: 200, ms: 2 }, 'request');
   });
   const plain = pino({ base: { service: 'bff-gateway' } }, devnull);
-  await add('  … same line, no redact, epoch time', 'pino without the redact paths and with the default epoch timestamp', () => {
+  await add('  … same line, no redact, stream to /dev/null', 'pino without the redact paths, writing to a plain stream', () => {
     plain.child({ reqId: randomUUID() }).info({ method: 'GET', path: '/api/small', route: 'api', status: 200, ms: 2 }, 'request');
   });
-  await add('metrics', 'requests.inc + duration.observe + upstream.observe + tokens.inc with label objects (prom-client)', () => {
-    deps.metrics.requests.inc({ route: 'api', status: '200' });
-    deps.metrics.duration.observe({ route: 'api', status: '200' }, 0.002 + (n++ % 7) / 1000);
-    deps.metrics.upstream.observe({ route: 'api' }, 0.001);
-    deps.metrics.tokens.inc({ route: 'api', outcome: 'cache' });
+  await add('metrics', 'request count + duration, upstream duration, token outcome (prom-client, cached label children)', () => {
+    deps.metrics.observeRequest('api', 200, 0.002 + (n++ % 7) / 1000);
+    deps.metrics.upstreamSeconds('api', 0.001);
+    deps.metrics.tokenOutcome('api', 'cache');
   });
-  await add('session cookie decode', '@fastify/cookie parse of the Cookie header + @fastify/secure-session decode (base64, secretbox open, JSON, Proxy)', () => {
-    const cookies = app.parseCookie(benchHeaders.cookie);
-    return app.decodeSecureSession(cookies[config.session.cookieName]!, app.log);
-  });
-  await add('session lookup (memory)', 'sessions.get: sha256 of the id, Keyv get, AES-GCM open, JSON.parse', () => deps.sessions.get(sessionId));
-  await add('token lookup (memory)', 'tokens.forUser from the cache: Keyv get, AES-GCM open, JSON.parse', () => deps.tokens.forUser(account, route));
+  const asRequest = { headers: benchHeaders } as unknown as FastifyRequest;
+  await add('session cookie, seen before', 'SessionCookieReader.sessionId: the Cookie header looked up in the 10 s memo', () => app.sessionCookie.sessionId(asRequest));
+  await add('  … first sight of a cookie', 'cookie parse + @fastify/secure-session decode (base64, secretbox open, JSON, Proxy)', () => app.sessionCookie.codec.decode(cookieValue));
+  await deps.sessions.get(sessionId);
+  await add('session, in-process copy', 'sessions.peek: the 500 ms in-process copy, expiry checks', () => deps.sessions.peek(sessionId));
+  await add('  … through get (memory)', 'sessions.get: the async path (the copy while fresh, else sha256 of the id, Keyv get, AES-GCM open, JSON.parse)', () => deps.sessions.get(sessionId));
+  await deps.tokens.forUser(account, route);
+  await add('token, in-process copy', 'tokens.cachedForUser: the 500 ms in-process copy of the account entry', () => deps.tokens.cachedForUser(account.key, route));
+  await add('  … through forUser (memory)', 'tokens.forUser: the async path (copy, else Keyv get, AES-GCM open, JSON.parse)', () => deps.tokens.forUser(account, route));
   await add('upstream headers (bench request)', 'upstreamRequestHeaders for the benchmark\'s 4 request headers', () => upstreamRequestHeaders(benchHeaders, ctx));
   await add('upstream headers (browser request)', 'upstreamRequestHeaders for a Chrome fetch() with 17 headers and 4 cookies', () => upstreamRequestHeaders(browserHeaders, ctx));
   await add('request id', 'genReqId: crypto.randomUUID()', () => randomUUID());

@@ -575,8 +575,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport | undefi
     targets[0]!.cookie = targets[1]!.cookie;
 
     if (opts.hold) {
-      for (const t of targets) process.stdout.write(`${t.name}\t${t.url}/api/small\tpid ${t.handle.pid}\n`);
-      process.stdout.write(`cookie\t${targets[1]!.cookie}\nupstream pid ${upstream.pid}; Ctrl-C ends\n`);
+      for (const t of targets) process.stdout.write(`${t.name}\t${t.url}/api/small\tpid ${t.handle.pid}\tcookie ${t.cookie}\n`);
+      process.stdout.write(`upstream pid ${upstream.pid}; Ctrl-C ends\n`);
       await new Promise<void>((done) => process.once('SIGINT', done).once('SIGTERM', done));
       return;
     }
