@@ -24,6 +24,11 @@ export interface UpstreamContext {
 export function withoutCookies(cookie: string | undefined, names: readonly string[]): string | undefined {
   if (!cookie) return undefined;
   if (!names.some((n) => cookie.includes(n))) return cookie.trim() || undefined;
+  if (!cookie.includes(';')) {
+    // One cookie (an SPA's usual header: the gateway's own): no splitting and joining.
+    const eq = cookie.indexOf('=');
+    return names.includes((eq === -1 ? cookie : cookie.slice(0, eq)).trim()) ? undefined : cookie.trim() || undefined;
+  }
   const kept = cookie.split(';').filter((part) => {
     const name = part.slice(0, part.indexOf('=') === -1 ? undefined : part.indexOf('=')).trim();
     return !names.includes(name);

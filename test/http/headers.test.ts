@@ -69,6 +69,10 @@ t.test('the gateway cookie is removed and other cookies are kept', async (t) => 
   t.equal(upstreamRequestHeaders({ ...browser, cookie: '__Host-bff=S; a=1' }, ctx({ cookieNames: ['__Host-bff'] })).cookie, 'a=1', '__Host- names');
   t.equal(withoutCookies(undefined, ['bff']), undefined);
   t.equal(withoutCookies(' bff = x ; a=1 ', ['bff']), 'a=1', 'spaces around the name');
+  t.equal(withoutCookies(' bff = x ', ['bff']), undefined, 'one cookie, spaces around the name');
+  t.equal(withoutCookies('bffx=1', ['bff']), 'bffx=1', 'one cookie whose name only starts like ours');
+  t.equal(withoutCookies('xbff', ['bff']), 'xbff', 'one cookie without a value');
+  t.equal(withoutCookies('bff', ['bff']), undefined, 'our name without a value');
 });
 
 t.test('untrusted X-Forwarded-* and similar headers, underscore spellings included, are replaced', async (t) => {
