@@ -35,12 +35,14 @@ export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<Fasti
   });
   installProblemHandlers(app, requestRefusal);
 
+  const accessLog = config.logging.accessLog;
   // Callback-style hook: it runs on every request and needs no promise of its own.
   app.addHook('onResponse', (request, reply, done) => {
     // routeOptions is a getter that builds a new object: read it once.
     const { config: routeConfig, url } = request.routeOptions;
     const route = routeConfig.bffRoute?.name ?? (url?.startsWith('/auth/') ? 'auth' : 'gateway');
     deps.metrics.observeRequest(route, reply.statusCode, reply.elapsedTime / 1000);
+    if (!accessLog) return done();
     const q = request.url.indexOf('?');
     // One line per request; the query string is left out (it carries codes and state).
     request.log.info({ method: request.method, path: q === -1 ? request.url : request.url.slice(0, q), route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');

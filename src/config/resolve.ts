@@ -48,7 +48,7 @@ export interface GatewayConfig {
   trustProxy: boolean;
   postLogoutRedirectUri: string;
   shutdownGraceMs: number;
-  logging: { level: string; pretty: boolean };
+  logging: { level: string; pretty: boolean; accessLog: boolean };
   metricsPort?: number;
   identity: IdentityConfig;
   session: { secrets: string[]; cookieName: string; idleMs: number; absoluteMs: number };
@@ -174,7 +174,7 @@ export function resolveConfig(input: ConfigInput, report: Report): GatewayConfig
     trustProxy: input.trustProxy ?? false,
     postLogoutRedirectUri: input.postLogoutRedirectUri ?? publicUrl + '/',
     shutdownGraceMs: parseDuration(input.shutdownGracePeriod ?? '25s'),
-    logging: { level: process.env.LOG_LEVEL || input.logging?.level || 'info', pretty: input.logging?.pretty ?? false },
+    logging: { level: process.env.LOG_LEVEL || input.logging?.level || 'info', pretty: input.logging?.pretty ?? false, accessLog: input.logging?.accessLog ?? true },
     metricsPort: input.metrics?.port,
     identity: {
       provider: id.provider,

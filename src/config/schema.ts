@@ -97,6 +97,9 @@ export const Logging = Type.Object(
   {
     level: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'Log level (LOG_LEVEL overrides).' })),
     pretty: Type.Optional(Type.Boolean({ default: false, description: 'Human-readable logs (development).' })),
+    accessLog: Type.Optional(
+      Type.Boolean({ default: true, description: 'One info line per request. Off when an ingress already logs requests: metrics, warnings and errors stay.' }),
+    ),
   },
   { additionalProperties: false, description: 'pino logging.' },
 );

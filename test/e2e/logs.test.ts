@@ -1,6 +1,6 @@
 import t from 'tap';
 import { CookieJar, browse, followRedirects } from '../helpers/browserless.js';
-import { CLIENT_SECRET, apiCall, startStack } from '../helpers/stack.js';
+import { CLIENT_SECRET, apiCall, freePort, startStack } from '../helpers/stack.js';
 import { accountKeyOf } from '../../src/identity/oidc.js';
 
 const SESSION_SECRET = 'session-secret-for-tests-0123456789abcdef';
@@ -106,4 +106,21 @@ t.test('a sign-in, proxied calls and a sign-out leave no token, code, cookie or 
     'statuses in order',
   );
   t.notOk(requestLines.some((r) => String(r.path).includes('?')), 'no query strings (codes, state) in request lines');
+});
+
+t.test('with accessLog off there is no line per request, while warnings are still logged and metrics still count', async (t) => {
+  const closedPort = await freePort();
+  const stack = await startStack({
+    session: 'logging: { accessLog: false }',
+    extraRoutes: `  - name: down\n    prefix: /down\n    upstream: http://127.0.0.1:${closedPort}\n    auth: none\n`,
+  });
+  t.teardown(() => stack.close());
+  const start = stack.logs.lines.length;
+  t.equal((await fetch(`${stack.url}/healthz`)).status, 200);
+  t.equal((await apiCall(stack, '/down/x', '')).status, 502);
+  const records = stack.logs.records().slice(start);
+  t.same(records.filter((r) => r.msg === 'request'), [], 'no request lines');
+  t.ok(records.some((r) => r.msg === 'upstream failed' && r.level === 40), 'the upstream failure is still a warning');
+  const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+  t.match(metrics, /bff_requests_total\{route="down",status="502"\} 1/, 'and still counted');
 });
