@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import secureSession from '@fastify/secure-session';
 import { hkdfSync } from 'node:crypto';
 import type { Logger } from 'pino';
+import { accessLogWriter } from './logger.js';
 import type { GatewayDeps } from './http/gateway-deps.js';
 import { authRoutes } from './http/auth-routes.js';
 import { opsRoutes } from './http/ops-routes.js';
@@ -35,17 +36,19 @@ export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<Fasti
   });
   installProblemHandlers(app, requestRefusal);
 
-  const accessLog = config.logging.accessLog;
+  const accessLog = config.logging.accessLog ? accessLogWriter(logger) : undefined;
   // Callback-style hook: it runs on every request and needs no promise of its own.
   app.addHook('onResponse', (request, reply, done) => {
     // routeOptions is a getter that builds a new object: read it once.
     const { config: routeConfig, url } = request.routeOptions;
     const route = routeConfig.bffRoute?.name ?? (url?.startsWith('/auth/') ? 'auth' : 'gateway');
     deps.metrics.observeRequest(route, reply.statusCode, reply.elapsedTime / 1000);
-    if (!accessLog) return done();
-    const q = request.url.indexOf('?');
-    // One line per request; the query string is left out (it carries codes and state).
-    request.log.info({ method: request.method, path: q === -1 ? request.url : request.url.slice(0, q), route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    // The route's log level applies (health probes log at warn).
+    if (accessLog && (request.log as unknown as Logger).isLevelEnabled('info')) {
+      const q = request.url.indexOf('?');
+      // One line per request; the query string is left out (it carries codes and state).
+      accessLog({ reqId: request.id, method: request.method, path: q === -1 ? request.url : request.url.slice(0, q), route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) });
+    }
     done();
   });
 

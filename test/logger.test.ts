@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BatchedLines, createLogger } from '../src/logger.js';
+import { BatchedLines, accessLogWriter, createLogger } from '../src/logger.js';
 
 const LOGGER = resolve('dist/src/logger.js');
 
@@ -49,3 +49,19 @@ for (const ending of ['process.exit(0)', 'throw new Error("crash")']) {
     if (ending.startsWith('throw')) t.match(run.stderr, 'crash', 'the crash itself is reported');
   });
 }
+
+t.test('the access line is the line pino writes for the same fields, and none above info', async (t) => {
+  const lines: string[] = [];
+  const capture = { write: (line: string) => void lines.push(line) };
+  const logger = createLogger({ level: 'info', pretty: false }, capture);
+  const fields = { method: 'GET', path: '/api/a"b\\c\u2028', route: 'api', status: 200, ms: 3 };
+  logger.child({ reqId: 'req-1' }).info(fields, 'request');
+  accessLogWriter(logger)!({ reqId: 'req-1', ...fields });
+  t.equal(lines.length, 2);
+  const [viaPino, ours] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.ok(lines[1]!.endsWith('}\n'), 'one line');
+  t.same(Object.keys(ours!), Object.keys(viaPino!), 'same fields in the same order');
+  t.same({ ...ours, time: 0 }, { ...viaPino, time: 0 });
+  t.ok(Math.abs(Number(ours!.time) - Number(viaPino!.time)) < 1000, 'epoch milliseconds, like pino');
+  t.equal(accessLogWriter(createLogger({ level: 'warn', pretty: false }, capture)), undefined);
+});
