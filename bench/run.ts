@@ -233,6 +233,8 @@ session:
 tokenCache:
   url: \${CACHE_URL}
   encryptionKey: \${CACHE_KEY}
+logging:
+  accessLog: \${BENCH_ACCESS_LOG:-true}
 routes:
   - name: api
     prefix: /api
