@@ -43,35 +43,30 @@ export class GatewayMetrics {
 
   /** Per-request counters through cached label children: no label hashing on the hot path. */
   observeRequest(route: string, status: number, seconds: number): void {
-    const key = `${route}\0${status}`;
-    let child = this.#requestChildren.get(key);
-    if (!child) {
+    const child = cachedChild(this.#requestChildren, `${route}\0${status}`, () => {
       const labels = { route, status: String(status) };
-      child = { count: this.requests.labels(labels), seconds: this.duration.labels(labels) };
-      this.#requestChildren.set(key, child);
-    }
+      return { count: this.requests.labels(labels), seconds: this.duration.labels(labels) };
+    });
     child.count.inc();
     child.seconds.observe(seconds);
   }
 
   /** Counts one route token acquisition by how it ended. */
   tokenOutcome(route: string, outcome: string): void {
-    const key = `${route}\0${outcome}`;
-    let child = this.#tokenChildren.get(key);
-    if (!child) {
-      child = this.tokens.labels({ route, outcome });
-      this.#tokenChildren.set(key, child);
-    }
-    child.inc();
+    cachedChild(this.#tokenChildren, `${route}\0${outcome}`, () => this.tokens.labels({ route, outcome })).inc();
   }
 
   /** Times one route's upstream answer (to its response headers). */
   upstreamSeconds(route: string, seconds: number): void {
-    let child = this.#upstreamChildren.get(route);
-    if (!child) {
-      child = this.upstream.labels({ route });
-      this.#upstreamChildren.set(route, child);
-    }
-    child.observe(seconds);
+    cachedChild(this.#upstreamChildren, route, () => this.upstream.labels({ route })).observe(seconds);
   }
+}
+
+function cachedChild<T>(children: Map<string, T>, key: string, make: () => T): T {
+  let child = children.get(key);
+  if (child === undefined) {
+    child = make();
+    children.set(key, child);
+  }
+  return child;
 }

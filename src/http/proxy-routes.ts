@@ -35,6 +35,11 @@ export function handshakeHeaders(headers: FastifyRequest['headers']): FastifyReq
 /** Headers some upstream frameworks read as the real method (X-HTTP-Method-Override and kin). */
 const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 
+/** Drops the upstream's headers already copied onto the reply, before the gateway answers itself. */
+function clearHeaders(reply: FastifyReply): void {
+  for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+}
+
 /** Upstream answers of declared length up to this are read whole before they are sent on. */
 export const BUFFERED_RESPONSE_MAX = 64 * 1024;
 
@@ -125,21 +130,15 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps, sessi
     const cachedUserToken = (request: FastifyRequest): string | undefined => {
       const id = sessionCookie.sessionId(request);
       const record = id === undefined ? undefined : deps.sessions.peek(id);
-      const token = record && deps.tokens.cachedForUser(record.accountKey, route);
-      if (token !== undefined) deps.metrics.tokenOutcome(route.name, 'cache');
-      return token;
-    };
-    const cachedAppToken = (): string | undefined => {
-      const token = deps.tokens.cachedForApp(route);
-      if (token !== undefined) deps.metrics.tokenOutcome(route.name, 'cache');
-      return token;
+      return record && deps.tokens.cachedForUser(record.accountKey, route);
     };
     // Callback style: the common cases (no token needed, a cached one) finish without a promise;
     // anything else takes the full path (store, refresh, problems) in routeToken.
     const preHandler = (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
       const refusal = refusalOf(request);
       if (refusal) return done(refusal);
-      const cached = usesSession ? cachedUserToken(request) : route.auth === 'client' ? cachedAppToken() : undefined;
+      const cached = usesSession ? cachedUserToken(request) : route.auth === 'client' ? deps.tokens.cachedForApp(route) : undefined;
+      if (cached !== undefined) deps.metrics.tokenOutcome(route.name, 'cache');
       if (route.auth === 'none' || cached !== undefined) {
         request.bffToken = cached ?? null;
         request.bffUpstreamStart = performance.now();
@@ -198,7 +197,7 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps, sessi
             // The API wants a fresh sign-in with more claims (CAE, step-up): a silent refresh
             // cannot satisfy that, so the SPA gets a loginUrl that carries the claims.
             res.stream.destroy();
-            for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+            clearHeaders(reply);
             deps.metrics.tokenOutcome(route.name, 'claims_challenge');
             const loginUrl = claimsLoginUrl + encodeURIComponent(claims);
             return reply.send(withExtras(new Problems.ClaimsChallenge(), { loginUrl, scopes: route.scopes }));
@@ -212,7 +211,7 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps, sessi
           const chunks: Buffer[] = [];
           res.stream.on('data', (chunk: Buffer) => chunks.push(chunk));
           res.stream.on('error', (err: Error & { code?: string }) => {
-            for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+            clearHeaders(reply);
             upstreamFailed(reply, err.code === 'UND_ERR_BODY_TIMEOUT' ? 504 : 502, err);
           });
           res.stream.on('end', () => reply.send(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));

@@ -60,6 +60,8 @@ export class SessionStore {
   readonly #l1: ShortCache<SessionRecord>;
   /** Store key → session id of what #l1 holds: invalidations name store keys, never ids. */
   readonly #idsByKey = new Map<string, string>();
+  /** How stale lastSeenAt may get before a request writes it back (the idle timeout slides). */
+  readonly #slideAfterMs: number;
 
   constructor(
     private readonly store: Store,
@@ -68,6 +70,7 @@ export class SessionStore {
     private readonly bus?: InvalidationBus,
   ) {
     this.#l1 = new ShortCache<SessionRecord>(store.redis && !bus ? 0 : L1_TTL_MS);
+    this.#slideAfterMs = Math.min(60_000, timeouts.idleMs / 10);
     bus?.subscribe((key) => {
       if (key === '*') {
         this.#l1.clear();
@@ -97,11 +100,6 @@ export class SessionStore {
     this.#l1.delete(sessionId);
     this.#idsByKey.delete(key);
     await this.bus?.publish(key).catch(() => undefined);
-  }
-
-  /** How stale lastSeenAt may get before a request writes it back (the idle timeout slides). */
-  get #slideAfterMs(): number {
-    return Math.min(60_000, this.timeouts.idleMs / 10);
   }
 
   /**

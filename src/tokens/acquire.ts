@@ -38,6 +38,11 @@ export class TokenService {
     return (token.refreshAt ?? token.expiresAt - this.lifetimes.skewFor(0)) > Date.now();
   }
 
+  /** The access token of an in-process copy, if it is still fresh. */
+  #usable(token: CachedToken | undefined): string | undefined {
+    return token && this.#fresh(token) ? token.accessToken : undefined;
+  }
+
   /** What is cached of a grant: refreshed ahead by a skew that fits the token's lifetime. */
   #cached(grant: TokenGrant): CachedToken {
     if (grant.refreshExpiresAt) this.lifetimes.observeRefreshTokenLifetime(grant.refreshExpiresAt - Date.now());
@@ -46,14 +51,12 @@ export class TokenService {
 
   /** The route's access token when the in-process copy holds a fresh one; else undefined (use forUser). */
   cachedForUser(accountKey: string, route: RouteToken): string | undefined {
-    const cached = this.cache.peekAccount(accountKey)?.tokens[route.tokenKey];
-    return cached && this.#fresh(cached) ? cached.accessToken : undefined;
+    return this.#usable(this.cache.peekAccount(accountKey)?.tokens[route.tokenKey]);
   }
 
   /** The app token for the route when the in-process copy holds a fresh one; else undefined (use forApp). */
   cachedForApp(route: RouteToken): string | undefined {
-    const cached = this.cache.peekApp(route.tokenKey);
-    return cached && this.#fresh(cached) ? cached.accessToken : undefined;
+    return this.#usable(this.cache.peekApp(route.tokenKey));
   }
 
   async forUser(account: AccountRef, route: RouteToken): Promise<TokenOutcome> {
