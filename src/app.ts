@@ -37,18 +37,24 @@ export async function buildApp(deps: GatewayDeps, logger: Logger): Promise<Fasti
   installProblemHandlers(app, requestRefusal);
 
   const accessLog = config.logging.accessLog ? accessLogWriter(logger) : undefined;
+  /** The gateway's own endpoints, counted as two pseudo-routes. */
+  const authMetrics = deps.metrics.route('auth');
+  const gatewayMetrics = deps.metrics.route('gateway');
   // Callback-style hook: it runs on every request and needs no promise of its own.
   app.addHook('onResponse', (request, reply, done) => {
-    // routeOptions is a getter that builds a new object: read it once.
-    const { config: routeConfig, url } = request.routeOptions;
-    const route = routeConfig.bffRoute?.name ?? (url?.startsWith('/auth/') ? 'auth' : 'gateway');
-    deps.metrics.observeRequest(route, reply.statusCode, reply.elapsedTime / 1000);
-    // The route's log level applies (health probes log at warn).
-    if (accessLog && (request.log as unknown as Logger).isLevelEnabled('info')) {
-      const q = request.url.indexOf('?');
-      // One line per request; the query string is left out (it carries codes and state).
-      accessLog({ reqId: request.id, method: request.method, path: q === -1 ? request.url : request.url.slice(0, q), route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) });
+    const elapsed = reply.elapsedTime;
+    // A proxy route names itself in its preHandler (proxy routes log at the root level).
+    // Otherwise routeOptions tells (a getter that builds a new object: read it once), and
+    // the route's log level applies (health probes log at warn).
+    let metrics = request.bffMetrics;
+    let logged = accessLog !== undefined;
+    if (!metrics) {
+      const { config: routeConfig, url } = request.routeOptions;
+      metrics = routeConfig.bffRoute ? deps.metrics.route(routeConfig.bffRoute.name) : url?.startsWith('/auth/') ? authMetrics : gatewayMetrics;
+      logged &&= (request.log as unknown as Logger).isLevelEnabled('info');
     }
+    metrics.request(reply.statusCode, elapsed / 1000);
+    if (logged) accessLog!(request.id, request.method, request.url, metrics.name, reply.statusCode, Math.round(elapsed));
     done();
   });
 

@@ -10,12 +10,15 @@ import { Problems, withExtras } from './problems.js';
 import { isCrossSite, lookupSession } from './session-context.js';
 import { requestRefusal } from './request-guard.js';
 import type { SessionCookieReader } from './session-cookie.js';
+import type { RouteMetrics } from './metrics.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The bearer token chosen in preHandler for this request's upstream call. */
     bffToken: string | null;
     bffUpstreamStart: number;
+    /** The proxy route's metrics, set first thing in its preHandler; null on the gateway's own endpoints. */
+    bffMetrics: RouteMetrics | null;
   }
   interface FastifyContextConfig {
     bffRoute?: CompiledRoute;
@@ -52,7 +55,7 @@ interface RouteLoginUrls {
 }
 
 /** Chooses the route's token; throws the problem the SPA sees when there is none. */
-async function routeToken(request: FastifyRequest, route: CompiledRoute, urls: RouteLoginUrls, deps: GatewayDeps, sessionCookie: SessionCookieReader): Promise<string | null> {
+async function routeToken(request: FastifyRequest, route: CompiledRoute, urls: RouteLoginUrls, deps: GatewayDeps, sessionCookie: SessionCookieReader, metrics: RouteMetrics): Promise<string | null> {
   if (route.auth === 'none') return null;
   let outcome: TokenOutcome;
   if (route.auth === 'client') {
@@ -67,19 +70,19 @@ async function routeToken(request: FastifyRequest, route: CompiledRoute, urls: R
       outcome = await deps.tokens.forApp(route);
     } else {
       if (found.kind === 'expired' && found.accountKey) await deps.tokens.removeAccount(found.accountKey).catch(() => undefined);
-      deps.metrics.tokenOutcome(route.name, 'no_session');
+      metrics.tokenOutcome('no_session');
       throw withExtras(new Problems.SessionExpired(), { loginUrl: urls.signIn });
     }
   }
   switch (outcome.kind) {
     case 'bearer':
-      deps.metrics.tokenOutcome(route.name, outcome.source);
+      metrics.tokenOutcome(outcome.source);
       return outcome.token;
     case 'none':
-      deps.metrics.tokenOutcome(route.name, 'none');
+      metrics.tokenOutcome('none');
       throw withExtras(new Problems.SessionExpired(), { loginUrl: urls.signIn });
     case 'error':
-      deps.metrics.tokenOutcome(route.name, outcome.code);
+      metrics.tokenOutcome(outcome.code);
       switch (outcome.code) {
         case 'consent_required':
           throw withExtras(new Problems.ConsentRequired(), { loginUrl: urls.consent, scopes: route.scopes });
@@ -99,6 +102,7 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps, sessi
   const cookieNames = [config.session.cookieName];
   app.decorateRequest('bffToken', null);
   app.decorateRequest('bffUpstreamStart', 0);
+  app.decorateRequest('bffMetrics', null);
 
   for (const route of config.routes) {
     const urls: RouteLoginUrls = {
@@ -106,6 +110,7 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps, sessi
       consent: `/auth/login?scopes=${encodeURIComponent(route.scopes.join(' '))}`,
     };
     const claimsLoginUrl = `${urls.consent}&claims=`;
+    const metrics = deps.metrics.route(route.name);
     /** What is refused before any token work; undefined when the request may go on. */
     const refusalOf = (request: FastifyRequest): Error | undefined => {
       const refusal = requestRefusal(request);
@@ -135,16 +140,17 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps, sessi
     // Callback style: the common cases (no token needed, a cached one) finish without a promise;
     // anything else takes the full path (store, refresh, problems) in routeToken.
     const preHandler = (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
+      request.bffMetrics = metrics;
       const refusal = refusalOf(request);
       if (refusal) return done(refusal);
       const cached = usesSession ? cachedUserToken(request) : route.auth === 'client' ? deps.tokens.cachedForApp(route) : undefined;
-      if (cached !== undefined) deps.metrics.tokenOutcome(route.name, 'cache');
+      if (cached !== undefined) metrics.tokenOutcome('cache');
       if (route.auth === 'none' || cached !== undefined) {
         request.bffToken = cached ?? null;
         request.bffUpstreamStart = performance.now();
         return done();
       }
-      routeToken(request, route, urls, deps, sessionCookie).then((token) => {
+      routeToken(request, route, urls, deps, sessionCookie, metrics).then((token) => {
         request.bffToken = token;
         request.bffUpstreamStart = performance.now();
         done();
@@ -191,14 +197,14 @@ export async function proxyRoutes(app: FastifyInstance, deps: GatewayDeps, sessi
         // Upstream answers (503s included) pass through as they are: no silent retries.
         retryDelay: () => null,
         onResponse: (request: FastifyRequest, reply: FastifyReply, res: { statusCode: number; headers: Record<string, string | string[] | undefined>; stream: NodeJS.ReadableStream & { destroy(): void } }) => {
-          deps.metrics.upstreamSeconds(route.name, (performance.now() - request.bffUpstreamStart) / 1000);
+          metrics.upstreamSeconds((performance.now() - request.bffUpstreamStart) / 1000);
           const claims = res.statusCode === 401 && request.bffToken && route.auth !== 'client' ? claimsFromChallenge(res.headers['www-authenticate']) : undefined;
           if (claims) {
             // The API wants a fresh sign-in with more claims (CAE, step-up): a silent refresh
             // cannot satisfy that, so the SPA gets a loginUrl that carries the claims.
             res.stream.destroy();
             clearHeaders(reply);
-            deps.metrics.tokenOutcome(route.name, 'claims_challenge');
+            metrics.tokenOutcome('claims_challenge');
             const loginUrl = claimsLoginUrl + encodeURIComponent(claims);
             return reply.send(withExtras(new Problems.ClaimsChallenge(), { loginUrl, scopes: route.scopes }));
           }
