@@ -22,6 +22,15 @@ async function startBodyServer(): Promise<{ server: Server; url: string }> {
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
     }
+    const slow = /^\/slow\/(\d+)$/.exec(path);
+    if (slow) {
+      // Declares a length and sends the body in two parts, apart: it cannot come in one read.
+      const body = bytes(Number(slow[1]));
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
+      res.write(body.subarray(0, body.length >> 1));
+      setTimeout(() => res.end(body.subarray(body.length >> 1)), 30);
+      return;
+    }
     if (path === '/chunked') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.write('one,');
@@ -57,6 +66,9 @@ t.test('upstream bodies reach the browser whole, whether read at once or streame
     t.equal(res.headers.get('x-upstream'), 'kept', `${n} bytes: the upstream's headers`);
     t.ok(body.equals(bytes(n)), `${n} bytes: the same bytes, in order`);
   }
+
+  const slow = await fetch(`${stack.url}/raw/slow/2000`);
+  t.ok(Buffer.from(await slow.arrayBuffer()).equals(bytes(2000)), 'a small answer whose body comes in two parts, apart, arrives whole');
 
   const head = await fetch(`${stack.url}/raw/exact/200`, { method: 'HEAD' });
   t.equal(head.status, 200);
