@@ -23,6 +23,13 @@ export interface AccountEntry {
 const ACCOUNT = 'acct:';
 const APP = 'app:';
 
+/** Drops the entry's expired access tokens; returns how long the store should keep the entry. */
+function pruned(entry: AccountEntry): number {
+  const now = Date.now();
+  for (const [k, t] of Object.entries(entry.tokens)) if (t.expiresAt <= now) delete entry.tokens[k];
+  return Math.max(1000, entry.expiresAt - now);
+}
+
 /** The per-account token cache: sealed entries in the store, a miss for anything unreadable. */
 export class TokenCache {
   readonly #l1 = new ShortCache<AccountEntry>(L1_TTL_MS);
@@ -47,14 +54,7 @@ export class TokenCache {
    * Callers must not mutate what they get without writing it back.
    */
   async getAccount(accountKey: string, fromStore = false): Promise<AccountEntry | undefined> {
-    if (!fromStore) {
-      const hit = this.#l1.get(accountKey);
-      if (hit) return hit;
-    }
-    const entry = await this.#read<AccountEntry>(ACCOUNT + accountKey);
-    if (entry) this.#l1.set(accountKey, entry);
-    else this.#l1.delete(accountKey);
-    return entry;
+    return this.#readThrough(this.#l1, accountKey, ACCOUNT + accountKey, fromStore);
   }
 
   /** The in-process copy of the account's entry, if there is one; never reads the store. */
@@ -63,12 +63,11 @@ export class TokenCache {
   }
 
   async setAccount(accountKey: string, entry: AccountEntry): Promise<void> {
-    const now = Date.now();
-    for (const [k, t] of Object.entries(entry.tokens)) if (t.expiresAt <= now) delete entry.tokens[k];
+    const ttlMs = pruned(entry);
     this.#l1.delete(accountKey);
     // Not copied in-process here: copies are for accounts being read (10,000 sign-ins in a
     // burst would otherwise all be held twice until their copies time out).
-    await this.#write(ACCOUNT + accountKey, entry, Math.max(1000, entry.expiresAt - now));
+    await this.#write(ACCOUNT + accountKey, entry, ttlMs);
   }
 
   /** The entry as the store holds it now, with its sealed form for a later compareAndSet. */
@@ -88,10 +87,9 @@ export class TokenCache {
   /** Writes the entry only if the store still holds `expectedSealed`; false when someone wrote first. */
   async replaceAccount(accountKey: string, entry: AccountEntry, expectedSealed: string | undefined): Promise<boolean> {
     const key = ACCOUNT + accountKey;
-    const now = Date.now();
-    for (const [k, t] of Object.entries(entry.tokens)) if (t.expiresAt <= now) delete entry.tokens[k];
+    const ttlMs = pruned(entry);
     this.#l1.delete(accountKey);
-    return this.store.compareAndSet(key, expectedSealed, this.sealer.seal(JSON.stringify(entry), key), Math.max(1000, entry.expiresAt - now));
+    return this.store.compareAndSet(key, expectedSealed, this.sealer.seal(JSON.stringify(entry), key), ttlMs);
   }
 
   async deleteAccount(accountKey: string): Promise<void> {
@@ -103,13 +101,7 @@ export class TokenCache {
 
   /** The app token for these scopes; `fromStore` skips the in-process copy (under the lock). */
   async getApp(tokenKey: string, fromStore = false): Promise<CachedToken | undefined> {
-    if (!fromStore) {
-      const hit = this.#appL1.get(tokenKey);
-      if (hit) return hit;
-    }
-    const token = await this.#read<CachedToken>(APP + tokenKey);
-    if (token) this.#appL1.set(tokenKey, token);
-    return token;
+    return this.#readThrough(this.#appL1, tokenKey, APP + tokenKey, fromStore);
   }
 
   /** The in-process copy of an app token, if there is one; never reads the store. */
@@ -120,6 +112,18 @@ export class TokenCache {
   async setApp(tokenKey: string, token: CachedToken): Promise<void> {
     this.#appL1.delete(tokenKey);
     await this.#write(APP + tokenKey, token, Math.max(1000, token.expiresAt - Date.now()));
+  }
+
+  /** The in-process copy unless `fromStore`; else the store's value, which the copy then follows. */
+  async #readThrough<T>(l1: ShortCache<T>, id: string, key: string, fromStore: boolean): Promise<T | undefined> {
+    if (!fromStore) {
+      const hit = l1.get(id);
+      if (hit) return hit;
+    }
+    const value = await this.#read<T>(key);
+    if (value) l1.set(id, value);
+    else l1.delete(id);
+    return value;
   }
 
   async #read<T>(key: string): Promise<T | undefined> {
