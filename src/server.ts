@@ -18,6 +18,7 @@ import { LifetimeModel } from './tokens/lifetimes.js';
 import { redisInvalidationBus } from './tokens/invalidation.js';
 import { Sealer } from './tokens/sealed.js';
 import { openStore, type Store } from './tokens/store.js';
+import { keepTickObjectShape } from './util/tick-shape.js';
 
 export interface GatewayOptions {
   /** Where logs go (tests read them back); default stdout. */
@@ -66,6 +67,7 @@ const MSAL = 'msal:';
 
 /** Wires config, store, identity, tokens, sessions and the app. Does not listen. */
 export async function createGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
+  keepTickObjectShape();
   const logger = createLogger(config.logging, opts.logStream);
   const store = openStore(config.tokenCache.url);
   if (!(await store.connect(3000))) logger.warn('token store not reachable yet: requests that need it answer 503 until it is');
