@@ -32,6 +32,8 @@ import { summarise, summaryMarkdown } from './profile-summary.js';
 export interface BenchOptions {
   quick: boolean;
   durationMs: number;
+  /** Unmeasured load at the run's own connections and body just before each measured run. */
+  settleMs: number;
   warmupMs: number;
   rounds: number;
   connections: number[];
@@ -57,7 +59,9 @@ const REPO = resolve(HERE, '..', '..');
 
 const USAGE = `usage: npm run bench -- [options]
   --quick              1 round, 10 connections, 2 s runs (under a minute)
-  --duration-ms N      length of each measured run (default 4000; quick 2000)
+  --duration-ms N      length of each measured run (default 3000; quick 2000)
+  --settle-ms N        unmeasured load just before each run, same connections and body
+                       (default 1000; quick 300; 0 skips)
   --warmup-ms N        warm-up per target and body before measuring (default 2000; quick 500)
   --rounds N           interleaved rounds (default 3; quick 1)
   --connections 1,10   connection counts (default 1,10,50; quick 10)
@@ -79,7 +83,8 @@ export function parseArgs(argv: string[]): BenchOptions {
   const quick = argv.includes('--quick');
   const opts: BenchOptions = {
     quick,
-    durationMs: quick ? 2000 : 4000,
+    durationMs: quick ? 2000 : 3000,
+    settleMs: quick ? 300 : 1000,
     warmupMs: quick ? 500 : 2000,
     rounds: quick ? 1 : 3,
     connections: quick ? [10] : [1, 10, 50],
@@ -104,6 +109,9 @@ export function parseArgs(argv: string[]): BenchOptions {
         break;
       case '--duration-ms':
         opts.durationMs = num(next(), a, 50);
+        break;
+      case '--settle-ms':
+        opts.settleMs = num(next(), a, 0);
         break;
       case '--warmup-ms':
         opts.warmupMs = num(next(), a, 0);
@@ -305,17 +313,25 @@ function load(url: string, connections: number, durationMs: number, headers: Rec
   });
 }
 
-async function measure(target: Target, body: Body, connections: number, round: number, durationMs: number, upstream: ChildHandle): Promise<RunResult> {
-  const headers = { cookie: target.cookie, 'x-csrf': '1' };
-  const [before, up0] = await Promise.all([target.handle.stats(), upstream.stats()]);
-  const { result, latencies, responses, seconds } = await load(`${target.url}/api/${body}`, connections, durationMs, headers);
-  // Let in-flight work of the stopped connections finish before reading the counters.
-  await sleep(100);
-  const [after, up1] = await Promise.all([target.handle.stats(), upstream.stats()]);
-  const where = `${target.name} /api/${body} ${connections} conn. round ${round + 1}`;
+function failOnErrors(where: string, result: AutocannonResult): void {
   if (result.errors || result.timeouts || result.non2xx) {
     throw new BenchFailure(`${where}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx answers (status counts ${JSON.stringify(result.statusCodeStats ?? {})})`);
   }
+}
+
+async function measure(target: Target, body: Body, connections: number, round: number, o: BenchOptions, upstream: ChildHandle): Promise<RunResult> {
+  const headers = { cookie: target.cookie, 'x-csrf': '1' };
+  const where = `${target.name} /api/${body} ${connections} conn. round ${round + 1}`;
+  // A process that sat idle while the others were measured meets the load with a heap V8
+  // has shrunk; its first second or so is spent regrowing it (bursts of full collections),
+  // and which target that hits is chance. Measure the steady state after it.
+  if (o.settleMs > 0) failOnErrors(`${where} (settling)`, (await load(`${target.url}/api/${body}`, connections, o.settleMs, headers)).result);
+  const [before, up0] = await Promise.all([target.handle.stats(), upstream.stats()]);
+  const { result, latencies, responses, seconds } = await load(`${target.url}/api/${body}`, connections, o.durationMs, headers);
+  // Let in-flight work of the stopped connections finish before reading the counters.
+  await sleep(100);
+  const [after, up1] = await Promise.all([target.handle.stats(), upstream.stats()]);
+  failOnErrors(where, result);
   if (responses === 0) throw new BenchFailure(`${where}: no responses`);
   const upstreamRequests = up1.counters.requests! - up0.counters.requests!;
   const bearer = up1.counters.bearer! - up0.counters.bearer!;
@@ -449,7 +465,7 @@ function markdown(r: BenchReport, profileText: string): string {
   out.push(
     `Code ${r.code.commit}${r.code.srcDirty ? ' with uncommitted changes in src/' : ''}; Node ${r.machine.node}, ${r.machine.cpus} CPUs (${r.machine.cpuModel}); ` +
       (r.machine.pinned ? 'proxies pinned to core 0, load generator and upstream to core 1' : 'no CPU pinning') +
-      `. ${o.rounds} interleaved round(s) of ${f(o.durationMs / 1000, 1)} s runs, connections ${o.connections.join('/')}, ` +
+      `. ${o.rounds} interleaved round(s) of ${f(o.durationMs / 1000, 1)} s runs (each after ${f(o.settleMs / 1000, 1)} s of unmeasured load), connections ${o.connections.join('/')}, ` +
       `gateway log level ${o.gatewayLogLevel ?? 'info (default)'}. Every gateway request carries the session cookie and \`X-CSRF: 1\`; ` +
       `the access token is cached (no provider call). Medians over rounds.`,
     '',
@@ -597,7 +613,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport | undefi
       for (const connections of opts.connections) {
         for (const body of opts.bodies) {
           for (const t of targets) {
-            const r = await measure(t, body, connections, round, opts.durationMs, upstream);
+            const r = await measure(t, body, connections, round, opts, upstream);
             runs.push(r);
             log(
               `[${runs.length}/${total}] round ${round + 1} ${body} c=${connections} ${t.name}: ${f(r.rps)} req/s, p50 ${f(r.p50, 2)} ms, p99 ${f(r.p99, 2)} ms, ${f(r.cpuUsPerReq)} µs CPU/req, RSS ${f(r.rssMb)} MB`,
