@@ -20,19 +20,19 @@ export interface UpstreamContext {
   trustProxy: boolean;
 }
 
+/** The name of one `name=value` part of a Cookie header. */
+function cookieName(part: string): string {
+  const eq = part.indexOf('=');
+  return (eq === -1 ? part : part.slice(0, eq)).trim();
+}
+
 /** Removes the named cookies from a Cookie header value; undefined when nothing is left. */
 export function withoutCookies(cookie: string | undefined, names: readonly string[]): string | undefined {
   if (!cookie) return undefined;
+  // No named cookie in it, or only one cookie (an SPA's usual header: the gateway's own): no splitting and joining.
   if (!names.some((n) => cookie.includes(n))) return cookie.trim() || undefined;
-  if (!cookie.includes(';')) {
-    // One cookie (an SPA's usual header: the gateway's own): no splitting and joining.
-    const eq = cookie.indexOf('=');
-    return names.includes((eq === -1 ? cookie : cookie.slice(0, eq)).trim()) ? undefined : cookie.trim() || undefined;
-  }
-  const kept = cookie.split(';').filter((part) => {
-    const name = part.slice(0, part.indexOf('=') === -1 ? undefined : part.indexOf('=')).trim();
-    return !names.includes(name);
-  });
+  if (!cookie.includes(';')) return names.includes(cookieName(cookie)) ? undefined : cookie.trim() || undefined;
+  const kept = cookie.split(';').filter((part) => !names.includes(cookieName(part)));
   const out = kept.map((p) => p.trim()).filter(Boolean).join('; ');
   return out || undefined;
 }
