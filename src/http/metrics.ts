@@ -2,6 +2,11 @@ import { Counter, Histogram, Registry, collectDefaultMetrics, type Metric } from
 
 const LATENCY_BUCKETS = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** The map key of one labelled series: its label values in the metric's label order. */
+function seriesKey(labelNames: readonly string[], labels: Record<string, string>): string {
+  return labelNames.map((n) => labels[n]).join('\0');
+}
+
 /** One labelled series of a {@link TalliedHistogram}. */
 export class HistogramSeries {
   /** Observations per bucket (not cumulative); the last slot counts those above every bound. */
@@ -57,7 +62,7 @@ export class TalliedHistogram {
 
   /** The series for these labels (every label name, in any order), created on first use. */
   series(labels: Record<string, string>): HistogramSeries {
-    const key = this.labelNames.map((n) => labels[n]).join('\0');
+    const key = seriesKey(this.labelNames, labels);
     let series = this.#series.get(key);
     if (series === undefined) {
       const own: Record<string, string> = {};
@@ -107,10 +112,12 @@ export class TalliedHistogram {
  */
 class TalliedCounter {
   readonly counter: Counter<string>;
+  readonly #labelNames: readonly string[];
   readonly #tallies = new Map<string, { labels: Record<string, string>; n: number; taken: number }>();
 
   constructor(config: { name: string; help: string; labelNames: readonly string[]; registry: Registry }) {
     const tallies = this.#tallies;
+    this.#labelNames = config.labelNames;
     this.counter = new Counter({
       name: config.name,
       help: config.help,
@@ -127,7 +134,7 @@ class TalliedCounter {
   }
 
   tally(labels: Record<string, string>): { n: number } {
-    const key = Object.values(labels).join('\0');
+    const key = seriesKey(this.#labelNames, labels);
     let t = this.#tallies.get(key);
     if (t === undefined) {
       t = { labels, n: 0, taken: 0 };
